@@ -1,0 +1,3 @@
+from mixsd.cli import main
+
+main()

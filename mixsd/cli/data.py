@@ -1,0 +1,5 @@
+"""`mixsd data ...` commands."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
