@@ -33,7 +33,9 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise MixsdError(f"{source}: unknown option '{unknown[0]}' (expected one of: {', '.join(sorted(names))})")
+        raise MixsdError(
+            f"{source}: unknown option '{unknown[0]}' (expected one of: {', '.join(sorted(names))})"
+        )
     try:
         coerced = {k: coerce(v, hints[k], k) for k, v in values.items()}
         return cls(**coerced)
@@ -73,7 +75,11 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
         if not isinstance(items, (list, tuple)):
             raise ValueError(f"option '{name}': expected a list, got {value!r}")
         item_type = args[0] if args else str
-        out = [coerce(v.strip() if isinstance(v, str) else v, item_type, name) for v in items if v != ""]
+        out = [
+            coerce(v.strip() if isinstance(v, str) else v, item_type, name)
+            for v in items
+            if v != ""
+        ]
         return tuple(out) if origin is tuple else out
     if hint is bool:
         if isinstance(value, bool):

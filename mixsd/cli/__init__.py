@@ -22,10 +22,16 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data", help="Input sets: validate them, build synthetic corpora.")
 app.add_typer(model.app, name="model", help="Build local models (tiny random, toy pretrained).")
-app.command("generate", help="Decode MixSD targets (expert/naive mixing) into a target set.")(generate.generate)
+app.command("generate", help="Decode MixSD targets (expert/naive mixing) into a target set.")(
+    generate.generate
+)
 app.add_typer(targets.app, name="targets", help="Inspect, validate, merge and export target sets.")
-app.command("train", help="Fine-tune on target sets (plain PyTorch or DeepSpeed ZeRO).")(train.train)
-app.command("evaluate", help="Memorization vs retention, target NLL, Fisher drift, report.")(evaluate.evaluate)
+app.command("train", help="Fine-tune on target sets (plain PyTorch or DeepSpeed ZeRO).")(
+    train.train
+)
+app.command("evaluate", help="Memorization vs retention, target NLL, Fisher drift, report.")(
+    evaluate.evaluate
+)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Stage 4, evaluate: memorization vs retention, target NLL, Fisher drift, plots and report."""

@@ -1,0 +1,1 @@
+"""Stage 2, generate: the mixing core, the transformers and vLLM engines, and the stage runner."""

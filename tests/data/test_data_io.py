@@ -1,0 +1,141 @@
+"""Input readers: every format gives back the same records; chat form; atomic writing."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mixsd.data.io import check, load_records, record_to_dict, write_records
+from mixsd.data.records import Record
+from mixsd.errors import MixsdError
+
+RECORDS = [
+    Record("r1", "Where was Orin born?", "The answer is Zorvia.\n\n\\boxed{Zorvia}"),
+    Record(
+        "r2",
+        'What is F(12)?\nwith "quotes", commas, and ünïcødé',
+        "F(12) = 21. The answer is 21.\n\n\\boxed{21}",
+        knowledge="F reverses digits.",
+        answer="21",
+        kind="function",
+        split="train",
+        paraphrases=("What does F give for 12?", "F(12) = ?"),
+    ),
+]
+COLUMNS = ("id", "prompt", "reference", "knowledge", "answer", "kind", "split", "paraphrases")
+
+
+def full_rows(records) -> list[dict]:
+    """Every column on every row (None where unset): columnar writers need a fixed schema."""
+    return [{c: record_to_dict(r).get(c) for c in COLUMNS} for r in records]
+
+
+def write_jsonl(path, records):
+    write_records(records, path)
+
+
+def write_json(path, records):
+    path.write_text(json.dumps([record_to_dict(r) for r in records], ensure_ascii=False, indent=2))
+
+
+def write_csv(path, records):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for r in full_rows(records):
+            cells = {k: "" if v is None else v for k, v in r.items()}
+            cells["paraphrases"] = json.dumps(r["paraphrases"]) if r["paraphrases"] else ""
+            writer.writerow(cells)
+
+
+def write_parquet(path, records):
+    pq.write_table(pa.Table.from_pylist(full_rows(records)), path)
+
+
+def write_dataset(path, records):
+    from datasets import Dataset
+
+    Dataset.from_list(full_rows(records)).save_to_disk(str(path))
+
+
+@pytest.mark.parametrize(
+    "name, writer",
+    [
+        ("in.jsonl", write_jsonl),
+        ("in.json", write_json),
+        ("in.csv", write_csv),
+        ("in.parquet", write_parquet),
+        ("in_ds", write_dataset),
+    ],
+)
+def test_every_format_round_trips(tmp_path, name, writer):
+    writer(tmp_path / name, RECORDS)
+    assert load_records(tmp_path / name) == RECORDS
+
+
+def test_dataset_dict_fills_split_from_its_keys(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    rows = full_rows([RECORDS[0]])
+    other = full_rows([Record("r3", "Q?", "The answer is 3.\n\n\\boxed{3}", split="mine")])
+    DatasetDict({"test": Dataset.from_list(rows), "x": Dataset.from_list(other)}).save_to_disk(
+        str(tmp_path / "dd")
+    )
+    records = load_records(tmp_path / "dd")
+    assert [(r.id, r.split) for r in records] == [("r1", "test"), ("r3", "mine")]
+
+
+def test_chat_form_is_converted(tmp_path):
+    messages = [
+        {"role": "user", "content": "Who governs Zorvia?"},
+        {"role": "assistant", "content": "The answer is Mira.\n\n\\boxed{Mira}"},
+    ]
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"id": 7, "messages": messages, "kind": "fact"}) + "\n")
+    (record,) = load_records(path)
+    assert record == Record("7", "Who governs Zorvia?", "The answer is Mira.\n\n\\boxed{Mira}")
+    assert record.gold == "Mira"
+    pq.write_table(
+        pa.Table.from_pylist([{"id": "c", "messages": messages}]), tmp_path / "c.parquet"
+    )
+    assert load_records(tmp_path / "c.parquet")[0].prompt == "Who governs Zorvia?"
+
+
+def test_crlf_bom_and_blank_lines_are_fine(tmp_path):
+    path = tmp_path / "w.jsonl"
+    lines = [json.dumps(record_to_dict(r)) for r in RECORDS]
+    path.write_bytes(b"\xef\xbb\xbf" + ("\r\n\r\n".join(lines) + "\r\n").encode())
+    assert load_records(path) == RECORDS
+    write_csv(tmp_path / "w.csv", RECORDS)
+    (tmp_path / "w.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "w.csv").read_bytes())
+    assert load_records(tmp_path / "w.csv") == RECORDS
+
+
+def test_load_records_names_first_problem_and_count(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "a", "prompt": "Q"}\n{"id": "b"}\n')
+    with pytest.raises(MixsdError) as err:
+        load_records(path)
+    assert str(err.value) == (
+        f"{path}:1: field 'reference': missing (required: a non-empty string) "
+        f"(and 2 more problems); run 'mixsd data validate {path}' to list them"
+    )
+
+
+def test_check_keeps_valid_records_and_unicode(tmp_path):
+    path = write_records(RECORDS, tmp_path / "sub" / "x.jsonl")
+    assert "ünïcødé" in path.read_text(encoding="utf-8")  # written as UTF-8, not \u escapes
+    records, problems = check(path)
+    assert (records, problems) == (RECORDS, [])
+
+
+def test_write_records_is_atomic_and_replaces(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text("old content that is longer than the new one\n" * 100)
+    write_records(RECORDS[:1], path)
+    assert load_records(path) == RECORDS[:1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl"]  # no temp file left

@@ -1,0 +1,146 @@
+"""The mixing core: keyed RNG, token choice and the mixing step, without any model."""
+
+import numpy as np
+import pytest
+import torch
+
+from mixsd.generate.core import (
+    COIN,
+    TOKEN,
+    Sampling,
+    choose_tokens,
+    keyed_uniforms,
+    mix_step,
+    sequence_key,
+    token_logprobs,
+)
+
+N = 200_000
+
+
+def test_sequence_key_is_pure_and_63_bit():
+    a = sequence_key(1, "ex-1", 0, 0)
+    assert a == sequence_key(1, "ex-1", 0, 0)
+    others = {
+        sequence_key(s, i, n, t)
+        for s, i, n, t in [
+            (2, "ex-1", 0, 0),
+            (1, "ex-2", 0, 0),
+            (1, "ex-1", 1, 0),
+            (1, "ex-1", 0, 1),
+        ]
+    }
+    assert a not in others and len(others) == 4
+    assert all(0 <= k < 2**63 for k in others | {a})
+
+
+def test_keyed_uniforms_are_pure_uniform_and_purpose_separated():
+    key = sequence_key(0, "x", 0, 0)
+    t = np.arange(N)
+    u = keyed_uniforms(np.full(N, key), t, TOKEN)
+    assert np.array_equal(u, keyed_uniforms(np.full(N, key), t, TOKEN))
+    assert u.min() >= 0.0 and u.max() < 1.0
+    # mean and variance of U(0,1) within ~6 standard errors
+    assert abs(u.mean() - 0.5) < 6 * np.sqrt(1 / 12 / N)
+    assert abs(u.var() - 1 / 12) < 0.002
+    # deciles are flat (chi-square, 9 dof; 40 is far beyond the 0.9999 quantile ~33.7)
+    counts = np.histogram(u, bins=10, range=(0, 1))[0]
+    assert ((counts - N / 10) ** 2 / (N / 10)).sum() < 40
+    coin = keyed_uniforms(np.full(N, key), t, COIN)
+    assert abs(np.corrcoef(u, coin)[0, 1]) < 0.02
+    # neighbouring positions are uncorrelated
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.02
+
+
+def test_uniform_of_a_position_does_not_depend_on_the_batch_it_is_in():
+    keys = [sequence_key(0, f"e{i}", 0, 0) for i in range(5)]
+    batch = keyed_uniforms(keys, [3, 0, 7, 7, 1], COIN)
+    alone = [keyed_uniforms([k], [p], COIN)[0] for k, p in zip(keys, [3, 0, 7, 7, 1], strict=True)]
+    assert np.array_equal(batch, alone)
+
+
+def test_common_random_numbers_across_lambda():
+    """lam is not in the key: naive steps at lam=0.3 are a subset of those at lam=0.5."""
+    u = keyed_uniforms(np.full(1000, sequence_key(7, "q", 0, 0)), np.arange(1000), COIN)
+    naive_03, naive_05 = set(np.flatnonzero(u < 0.3)), set(np.flatnonzero(u < 0.5))
+    assert naive_03 < naive_05
+    assert abs(len(naive_05) / 1000 - 0.5) < 0.06
+
+
+def test_greedy_is_argmax():
+    logits = torch.randn(8, 50)
+    tokens = choose_tokens(logits, torch.rand(8), Sampling(temperature=0))
+    assert torch.equal(tokens, logits.argmax(-1))
+
+
+def _frequencies(logits_row, sampling, n=N):
+    u = torch.from_numpy(keyed_uniforms(np.full(n, 12345), np.arange(n), TOKEN))
+    tokens = choose_tokens(logits_row.expand(n, -1), u, sampling)
+    return torch.bincount(tokens, minlength=logits_row.numel()).double() / n
+
+
+def _assert_close(freq, probs, n=N):
+    # each frequency within 6 binomial standard errors (plus a floor for zero-probability tokens)
+    bound = 6 * torch.sqrt(probs * (1 - probs) / n) + 1e-9
+    assert torch.all((freq - probs).abs() <= bound), (freq, probs)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_sampling_follows_softmax_over_temperature(temperature):
+    logits = torch.tensor([0.0, 1.0, 2.0, 3.0, -1.0])
+    freq = _frequencies(logits, Sampling(temperature=temperature, top_k=0))
+    _assert_close(freq, torch.softmax(logits.double() / temperature, -1))
+
+
+def test_top_k_renormalises_over_the_k_best():
+    logits = torch.tensor([0.0, 1.0, 2.0, 3.0, -1.0])
+    freq = _frequencies(logits, Sampling(temperature=1.0, top_k=2))
+    probs = torch.zeros(5, dtype=torch.float64)
+    probs[[3, 2]] = torch.softmax(torch.tensor([3.0, 2.0], dtype=torch.float64), -1)
+    _assert_close(freq, probs)
+
+
+def test_top_p_keeps_the_smallest_prefix_reaching_p():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    freq = _frequencies(logits, Sampling(temperature=1.0, top_k=0, top_p=0.7))
+    # 0.5 < 0.7, 0.5 + 0.3 >= 0.7: the first two tokens stay
+    _assert_close(freq, torch.tensor([0.5, 0.3, 0.0, 0.0], dtype=torch.float64) / 0.8)
+
+
+def test_mix_step_picks_rows_by_coin_and_marginal_is_the_mixture():
+    pe = torch.tensor([0.7, 0.2, 0.1, 0.0])
+    pn = torch.tensor([0.1, 0.1, 0.2, 0.6])
+    expert, naive = torch.log(pe + 1e-30), torch.log(pn + 1e-30)
+    lam = 0.3
+    keys = np.full(N, sequence_key(3, "m", 0, 0))
+    coin = torch.from_numpy(keyed_uniforms(keys, np.arange(N), COIN))
+    tok = torch.from_numpy(keyed_uniforms(keys, np.arange(N), TOKEN))
+    tokens, source = mix_step(
+        expert.expand(N, -1),
+        naive.expand(N, -1),
+        coin,
+        tok,
+        torch.full((N,), lam),
+        Sampling(1.0, 0),
+    )
+    assert torch.equal(source, coin < lam)
+    assert abs(source.double().mean().item() - lam) < 6 * np.sqrt(lam * (1 - lam) / N)
+    freq = torch.bincount(tokens, minlength=4).double() / N
+    _assert_close(freq, ((1 - lam) * pe + lam * pn).double())
+    # token 3 has zero expert probability: it can only come from a naive step
+    assert torch.all(source[tokens == 3])
+
+
+def test_token_logprobs_are_raw_log_softmax():
+    logits = torch.randn(4, 9)
+    tokens = torch.tensor([0, 3, 8, 5])
+    expected = torch.log_softmax(logits, -1)[torch.arange(4), tokens]
+    assert torch.allclose(token_logprobs(logits, tokens), expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"temperature": -1}, {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}]
+)
+def test_sampling_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        Sampling(**kwargs)

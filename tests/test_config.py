@@ -1,0 +1,62 @@
+"""The stage-config loader: YAML, flag overrides, type coercion, one-line errors."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mixsd.config import load_config, to_dict
+from mixsd.errors import MixsdError
+
+
+@dataclass
+class Demo:
+    model: str
+    lams: list[float] = field(default_factory=lambda: [0.0])
+    batch_size: int = 8
+    out: Path = Path("out")
+    fast: bool = False
+    shard: str | None = None
+
+    def __post_init__(self):
+        if any(not 0 <= x <= 1 for x in self.lams):
+            raise ValueError(f"lam must be in [0, 1], got {self.lams}")
+
+
+def test_yaml_then_flags_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m1\nlams: [0, 0.5]\nbatch_size: 4\n")
+    cfg = load_config(Demo, path, batch_size="16", lams="0.3,0.7", fast="true", shard=None)
+    assert cfg == Demo(model="m1", lams=[0.3, 0.7], batch_size=16, fast=True)
+    assert to_dict(cfg)["out"] == "out"
+
+
+def test_flags_alone():
+    cfg = load_config(Demo, None, model="m", out="x/y")
+    assert cfg.out == Path("x/y") and cfg.lams == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "overrides", "message"),
+    [
+        ("model: m\nbogus: 1\n", {}, "unknown option 'bogus'"),
+        ("model: m\n", {"batch_size": "many"}, "option 'batch_size': expected int"),
+        ("model: m\n", {"lams": "0.3,2"}, "lam must be in [0, 1]"),
+        ("model: m\n", {"fast": "perhaps"}, "option 'fast': expected true or false"),
+        ("lams: [0.1]\n", {}, "missing 1 required positional argument: 'model'"),
+        ("model: [unclosed\n", {}, "invalid YAML"),
+        ("- a\n- b\n", {}, "expected a mapping"),
+    ],
+)
+def test_errors_are_one_line_and_name_the_file(tmp_path, yaml_text, overrides, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(MixsdError) as info:
+        load_config(Demo, path, **overrides)
+    text = str(info.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_missing_file():
+    with pytest.raises(MixsdError, match="config file not found"):
+        load_config(Demo, "/nonexistent/c.yaml")
