@@ -1,0 +1,244 @@
+"""Set operations: merge sets, export rows for other trainers, an SFT set from references."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mixsd
+from mixsd.errors import MixsdError
+from mixsd.targets.manifest import fsync_dir, new_manifest, read_manifest, write_manifest
+from mixsd.targets.provenance import (
+    CHUNK,
+    check_compatible,
+    input_fingerprint,
+    model_fingerprint,
+    tokenizer_fingerprint,
+)
+from mixsd.targets.reader import iter_batches, listed_parts
+from mixsd.targets.schema import MANIFEST, format_lam, lam_dir, show_lam
+from mixsd.targets.writer import TargetSetWriter, existing_keys
+
+MARKER = "\x00MIXSD-USER\x00"
+
+
+def merge(sets: list[str | Path], out: str | Path) -> int:
+    """Copy the parts of compatible `sets` into a new set `out`; returns its row count.
+
+    Refuses: provenances that differ (`check_compatible`, e.g. another tokenizer), an (id, sample,
+    λ) key present in two inputs, an existing `out`, a part whose sha256 is not the listed one.
+    Parts are copied byte for byte (their checksums are verified while copying).
+    """
+    out = Path(out)
+    if len(sets) < 2:
+        raise MixsdError("merge needs at least two sets")
+    if out.exists() and any(out.iterdir()):
+        raise MixsdError(f"{out}: already exists and is not empty")
+    manifests = [read_manifest(s) for s in sets]
+    for path, m in zip(sets[1:], manifests[1:], strict=True):
+        try:
+            check_compatible(manifests[0]["provenance"], m["provenance"])
+        except MixsdError as e:
+            raise MixsdError(f"{path} cannot merge with {sets[0]}: {e}") from None
+    _refuse_duplicates(sets, manifests)
+    merged = new_manifest(manifests[0]["provenance"])
+    merged["stats"] = {
+        "merged_from": {str(s): m.get("stats", {}) for s, m in zip(sets, manifests, strict=True)}
+    }
+    counters: dict[tuple[str, str], int] = {}
+    for src, m in zip(sets, manifests, strict=True):
+        for entry in listed_parts(m):
+            folder = lam_dir(entry["lam"])
+            n = counters[folder, entry["shard"]] = counters.get((folder, entry["shard"]), -1) + 1
+            rel = f"{folder}/part-{entry['shard']}-{n:05d}.parquet"
+            _copy_verified(Path(src) / entry["path"], out / rel, entry["sha256"])
+            merged["parts"].append({**entry, "path": rel})
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, merged)
+    return merged["rows"]
+
+
+def _refuse_duplicates(sets: list, manifests: list[dict]) -> None:
+    """Keys can only collide within one λ: compare key sets only for λ held by several inputs."""
+    held: dict[str, list[int]] = {}
+    for i, m in enumerate(manifests):
+        for text in dict.fromkeys(format_lam(p["lam"]) for p in m["parts"]):
+            held.setdefault(text, []).append(i)
+    for owners in held.values():
+        if len(owners) < 2:
+            continue
+        lam = next(p["lam"] for p in manifests[owners[0]]["parts"])
+        seen: dict[tuple, int] = {}
+        for i in owners:
+            for batch in iter_batches(sets[i], lams=[lam], columns=["id", "sample"]):
+                for key in zip(
+                    batch.column("id").to_pylist(), batch.column("sample").to_pylist(), strict=True
+                ):
+                    if seen.setdefault(key, i) != i:
+                        raise MixsdError(
+                            f"{sets[i]}: (id {key[0]!r}, sample {key[1]}, λ {show_lam(lam)}) "
+                            f"is also in {sets[seen[key]]}: refusing to merge duplicates"
+                        )
+
+
+def _copy_verified(src: Path, dst: Path, sha256: str) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        while chunk := fin.read(CHUNK):
+            h.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    if h.hexdigest() != sha256:
+        tmp.unlink()
+        raise MixsdError(f"{src}: sha256 differs from its manifest: run `mixsd targets validate`")
+    os.replace(tmp, dst)
+    fsync_dir(dst.parent)
+
+
+def export(
+    root: str | Path, fmt: str, out: str | Path | None = None, tokenizer: str | Path | None = None
+) -> int:
+    """Write the set as JSON lines to `out` (atomically) or stdout; returns the row count.
+
+    `jsonl`: every column of every row. `messages`: `{"messages": [user, assistant]}` chat
+    records; the user turn is the naive prompt decoded and unwrapped from the chat template, the
+    assistant turn the decoded target (special tokens such as EOS dropped). Both need the set's
+    tokenizer: the folder `tokenizer`, else the provenance's model path; its fingerprint must be
+    the set's.
+    """
+    if fmt not in ("jsonl", "messages"):
+        raise MixsdError(f"export format '{fmt}': expected jsonl or messages")
+    if fmt == "messages":
+        prov = read_manifest(root)["provenance"]
+        name = tokenizer or (prov.get("model") or {}).get("name")
+        tok = load_tokenizer(name, hint=" (pass --tokenizer DIR)" if tokenizer is None else "")
+        if prov.get("tokenizer") and tokenizer_fingerprint(tok) != prov["tokenizer"]:
+            raise MixsdError(
+                f"{name}: not the tokenizer {root} was made with (fingerprints differ)"
+            )
+        lines = _message_lines(root, tok)
+    else:
+        lines = (
+            json.dumps(r, ensure_ascii=False) for b in iter_batches(root) for r in b.to_pylist()
+        )
+    if out is None:
+        n = 0
+        for n, line in enumerate(lines, 1):  # noqa: B007
+            sys.stdout.write(line + "\n")
+        return n
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for n, line in enumerate(lines, 1):  # noqa: B007
+            f.write(line + "\n")
+    os.replace(tmp, out)
+    return n
+
+
+def load_tokenizer(name: str | Path | None, hint: str = ""):
+    """A tokenizer from a local folder (never the network); MixsdError if it cannot be loaded."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(name), local_files_only=True)
+    except Exception:  # whatever failed, the user's fix is the same: point to a tokenizer folder
+        raise MixsdError(f"{name}: cannot load a tokenizer from it{hint}") from None
+
+
+def _message_lines(root, tokenizer) -> Iterator[str]:
+    pre, post = _user_wrapping(tokenizer)
+    for batch in iter_batches(root, columns=["prompt_ids", "target_ids"]):
+        for prompt, target in zip(
+            *(batch.column(c).to_pylist() for c in batch.schema.names), strict=True
+        ):
+            text = tokenizer.decode(prompt)
+            if text.startswith(pre) and text.endswith(post) and len(text) >= len(pre) + len(post):
+                user = text[len(pre) : len(text) - len(post)]
+            else:  # a prompt not rendered by our templates: keep its text, minus special tokens
+                user = tokenizer.decode(prompt, skip_special_tokens=True)
+            assistant = tokenizer.decode(target, skip_special_tokens=True)
+            messages = [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": assistant},
+            ]
+            yield json.dumps({"messages": messages}, ensure_ascii=False)
+
+
+def _user_wrapping(tokenizer) -> tuple[str, str]:
+    """The text a prompt has before and after the user's words, as `render_user_turn` writes it."""
+    from mixsd.data.templates import PLAIN_TEMPLATE
+
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": MARKER}],
+            add_generation_prompt=True,
+            tokenize=False,
+            enable_thinking=False,
+        )
+    else:
+        text = tokenizer.decode(tokenizer(PLAIN_TEMPLATE.format(user=MARKER))["input_ids"])
+    pre, _, post = text.partition(MARKER)
+    return pre, post
+
+
+def from_references(
+    input_path: str | Path, model: str | Path, out: str | Path, templates: str | Path | None = None
+) -> int:
+    """An SFT set (kind 'sft', λ null) whose targets are the records' references + EOS.
+
+    Same format as MixSD sets, so the trainer has one input format. Resumable: rows the set
+    already holds are skipped. Returns the number of rows written now.
+    """
+    from mixsd.data.io import load_records
+    from mixsd.data.templates import build_prompt_pair, load_templates, target_ids
+
+    records = load_records(input_path)
+    chosen = load_templates(templates)
+    tok = load_tokenizer(model)
+    provenance = {
+        "kind": "sft",
+        "model": model_fingerprint(model),
+        "tokenizer": tokenizer_fingerprint(tok),
+        "templates": {k: dataclasses.asdict(v) for k, v in sorted(chosen.items())},
+        "sampling": None,
+        "seed": None,
+        "lams": [None],
+        "engine": {"name": "references", "version": mixsd.__version__},
+        "input": input_fingerprint(records),
+    }
+    done = existing_keys(out) if (Path(out) / MANIFEST).exists() else set()
+    rows = []
+    for r in records:
+        if (r.id, 0, None) in done:
+            continue
+        pair = build_prompt_pair(tok, r, chosen)
+        rows.append(
+            {
+                "id": r.id,
+                "sample": 0,
+                "attempt": 0,
+                "lam": None,
+                "kind": "sft",
+                "prompt_ids": pair.naive_ids,
+                "expert_prompt_ids": pair.expert_ids,
+                "target_ids": target_ids(tok, r.reference),
+                "target_text": r.reference,
+                "finish_reason": "stop",
+                "correct": True,
+                "reference": r.reference,
+                "answer": r.gold,
+            }
+        )
+    with TargetSetWriter(out, provenance) as writer:
+        writer.write(rows)
+        writer.add_stats({"source": str(input_path), "records": len(records)})
+    return len(rows)
