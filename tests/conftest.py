@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
+
+# Tiny models are latency-bound: one intra-op thread is as fast and leaves the other core to
+# the second rank of the multi-process (DeepSpeed) tests.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from mixsd.errors import MixsdError
 
 FORMATS = ".jsonl, .json, .parquet, .csv or a datasets save_to_disk folder"
 _OPTIONAL_TEXT = ("knowledge", "answer", "split")
+_FIELDS = {"id", "prompt", "reference", "kind", "paraphrases", "messages", *_OPTIONAL_TEXT}
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,9 @@ def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]
     kind = raw.get("kind", "fact")
     if kind not in KINDS:
         errors.append(("kind", f"unknown kind {_show(kind)} (expected one of: {', '.join(KINDS)})"))
+    # a misspelt optional field (`knowlege`) would silently change what the expert sees
+    for field in sorted(set(raw) - _FIELDS):
+        errors.append((field, f"unknown field (expected: {', '.join(sorted(_FIELDS))})"))
     paraphrases = raw.get("paraphrases", [])
     if not (isinstance(paraphrases, (list, tuple)) and all(_text(p) for p in paraphrases)):
         msg = f"expected a list of non-empty strings, got {_show(paraphrases)}"

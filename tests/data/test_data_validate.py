@@ -267,3 +267,13 @@ def test_cli_errors_have_no_traceback(tmp_path):
         done.stderr.strip()
         == "error: command line: option 'size': expected one of small, large, got 'huge'"
     )
+
+
+def test_unknown_field(validate):
+    """A misspelt optional field would silently change what the expert sees: it is an error."""
+    code, lines = validate("f.jsonl", jsonl(row(knowlege="c")))
+    assert code == 1
+    assert lines[0] == (
+        "f.jsonl:1: field 'knowlege': unknown field (expected: answer, id, kind, knowledge, "
+        "messages, paraphrases, prompt, reference, split)"
+    )

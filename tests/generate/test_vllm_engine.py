@@ -1,0 +1,163 @@
+"""The vLLM engine's own logic: request building, settling pair outputs, resubmission, errors.
+`vllm.LLM` is replaced by fakes (the simulator, or canned outputs)."""
+
+import importlib.util
+from types import SimpleNamespace
+
+import pytest
+import torch
+from vllm_sim import Knobs, SimLLM
+
+import mixsd.generate.vllm_engine as vllm_engine
+from mixsd.errors import MixsdError
+from mixsd.generate.core import Sampling
+from mixsd.generate.jobs import Job
+from mixsd.generate.vllm_engine import PROCESSORS, VLLMEngine, open_llm, pick_sentinels
+from mixsd.generate.vllm_pairs import pair_args
+
+SAMPLING = Sampling(0.7, 20, 0.9)
+STOPS = [2, 9]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def engine_with(monkeypatch, llm, **kw) -> VLLMEngine:
+    monkeypatch.setattr(vllm_engine, "open_llm", lambda *a, **k: llm)
+    return VLLMEngine("model-dir", SAMPLING, STOPS, batch_size=4, max_new_tokens=12, **kw)
+
+
+def canned(vocab=100):
+    return SimpleNamespace(
+        llm_engine=SimpleNamespace(model_config=SimpleNamespace(get_vocab_size=lambda: vocab))
+    )
+
+
+def completion(ids, reason="length"):
+    stop = ids[-1] if reason == "stop" else None
+    lps = [{t: SimpleNamespace(logprob=-0.5)} for t in ids]
+    return SimpleNamespace(token_ids=ids, logprobs=lps, finish_reason=reason, stop_reason=stop)
+
+
+JOBS = [
+    Job(11, 0.5, [1, 3, 4], [5, 6, 1, 3, 4], "mix", prefix=[7]),
+    Job(12, 0.0, [1, 3], [5, 1, 3], "expert-only"),
+    Job(13, 1.0, [1, 4], None, "closed-book"),
+]
+
+
+def test_requests_carry_pair_arguments_adjacently(monkeypatch, tiny_model):
+    engine = engine_with(monkeypatch, SimLLM(tiny_model, Knobs(budget=500, max_num_seqs=16)))
+    results = {r.tag: r for r in engine.generate(JOBS)}
+    assert set(results) == {"mix", "expert-only", "closed-book"}
+    prompts, params, priority = engine.llm.calls[0]  # the mixed wave
+    assert [p["prompt_token_ids"] for p in prompts] == [[5, 6, 1, 3, 4, 7], [1, 3, 4, 7]]
+    assert priority == [0, 0]
+    s_e, s_n = engine.sentinels
+    assert (s_e, s_n) == (tiny_model.config.vocab_size - 1, tiny_model.config.vocab_size - 2)
+    for role, p in enumerate(params):
+        assert (p.n, p.temperature, p.logprobs, p.max_tokens) == (1, 0.0, 0, 11)
+        assert p.stop_token_ids == [2, 9, s_e, s_n] and p.ignore_eos and not p.detokenize
+        assert p.extra_args == {
+            "mixsd": {
+                "pair": params[0].extra_args["mixsd"]["pair"], "role": role, "key": 11,
+                "lam": 0.5, "offset": 1, "solo": False, "temperature": 0.7, "top_k": 20,
+                "top_p": 0.9, "sentinels": [s_e, s_n],
+            }
+        }  # fmt: skip
+    prompts, params, _ = engine.llm.calls[1]  # the solo wave: one request per job
+    assert [p["prompt_token_ids"] for p in prompts] == [[5, 1, 3], [1, 4]]
+    assert [p.extra_args["mixsd"]["role"] for p in params] == [0, 1]
+    assert all(p.extra_args["mixsd"]["solo"] and p.stop_token_ids == STOPS for p in params)
+    scoring = engine.llm.calls[2]  # the naive log-probs of the expert-only job
+    assert scoring[0] == [{"prompt_token_ids": [1, 3] + results["expert-only"].target_ids}]
+    assert scoring[1][0].prompt_logprobs == 0 and scoring[1][0].extra_args is None
+    assert results["closed-book"].expert_logprob is None
+    assert len(results["expert-only"].naive_logprob) == len(results["expert-only"].target_ids)
+
+
+def test_resubmissions_start_from_the_agreed_prefix(monkeypatch, tiny_model):
+    knobs = Knobs(seed=7, budget=120, p_skip=0.3, p_preempt=0.1)
+    engine = engine_with(monkeypatch, SimLLM(tiny_model, knobs))
+    jobs = [Job(100 + i, 0.5, [1, 3, 4 + i], [5, 6, 1, 3, 4 + i], i) for i in range(6)]
+    results = {r.tag: r for r in engine.generate(jobs)}
+    assert engine.stats["divergences"] > 0
+    assert engine.stats["resubmissions"] == engine.stats["divergences"]
+    seen = 0
+    for prompts, params, priority in engine.llm.calls:
+        for prompt, p, pr in zip(prompts, params, priority, strict=True):
+            args = p.extra_args["mixsd"]
+            if args["offset"]:
+                seen += 1
+                job = jobs[args["key"] - 100]
+                base = job.expert_ids if args["role"] == 0 else job.naive_ids
+                agreed = results[job.tag].target_ids[: args["offset"]]
+                assert prompt["prompt_token_ids"] == base + agreed and pr == -1
+                assert p.max_tokens == 12 - args["offset"]
+    assert seen > 0
+
+
+def test_settling_divergences_sentinel_tokens_and_stalls(monkeypatch):
+    engine = engine_with(monkeypatch, canned(), max_stalls=2)
+    s_e, s_n = engine.sentinels
+    assert (s_e, s_n) == (99, 98)
+    seq = engine._open(Job(1, 0.5, [1], [2], "t"))
+    assert (
+        engine._settle(seq, [completion([4, 5, s_e], "stop"), completion([4, s_n], "stop")]) is None
+    )
+    assert seq.tokens == [4] and seq.offset == 1 and engine.stats["divergences"] == 1
+    # a sentinel the mixing really picked: both requests stopped on it; keep it and go on
+    assert engine._settle(seq, [completion([6, s_n], "stop")] * 2) is None
+    assert seq.tokens == [4, 6, s_n] and seq.elp == seq.nlp == [-0.5] * 3
+    assert engine._settle(seq, [completion([2], "stop")] * 2) == "stop"
+    stuck = engine._open(Job(2, 0.5, [1], [2], "stuck"))
+    with pytest.raises(MixsdError, match="diverged 3 times"):
+        for _ in range(3):
+            engine._settle(stuck, [completion([s_e], "stop"), completion([3, s_n], "stop")])
+
+
+def test_sentinels_avoid_stop_ids():
+    assert pick_sentinels(10, {9, 7}) == (8, 6)
+
+
+def test_missing_vllm_is_a_clear_error(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else real(n, *a)
+    )
+    with pytest.raises(MixsdError, match=r"pip install 'mixsd\[vllm\]'"):
+        VLLMEngine("model-dir", SAMPLING, STOPS)
+
+
+def test_no_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(MixsdError, match="needs a CUDA GPU"):
+        open_llm("model-dir")
+    with pytest.raises(MixsdError, match="runner must be"):
+        open_llm("model-dir", runner="v3")
+
+
+def test_vllm_loads_the_registered_processors_and_validates_arguments():
+    """What `LLM(logits_processors=[...])` does with our class names, in vLLM's own loaders."""
+    from vllm import SamplingParams
+    from vllm.exceptions import VLLMValidationError
+    from vllm.v1.sample.logits_processor import _load_logitsprocs_by_fqcns
+    from vllm.v1.worker.gpu.sample.logits_processor import loader
+
+    from mixsd.generate.vllm_processor import MixsdProcessorV1, MixsdProcessorV2
+
+    assert loader._load_v2_logitsprocs_by_fqcns([PROCESSORS["v2"]]) == [MixsdProcessorV2]
+    assert _load_logitsprocs_by_fqcns([PROCESSORS["v1"]]) == [MixsdProcessorV1]
+    with pytest.raises(ValueError, match="not a subclass"):
+        loader._load_v2_logitsprocs_by_fqcns([PROCESSORS["v1"]])
+    validate = loader.build_custom_logits_processors_params_validator([PROCESSORS["v2"]])
+    ours = pair_args(1, 0, 7, 0.5, 3, False, SAMPLING, (99, 98))
+    validate(SamplingParams(extra_args=ours))
+    validate(SamplingParams.for_sampler_warmup())
+    with pytest.raises(VLLMValidationError, match="role"):
+        validate(SamplingParams(extra_args={"mixsd": {"pair": 1}}))
