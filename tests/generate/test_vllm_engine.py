@@ -19,14 +19,6 @@ SAMPLING = Sampling(0.7, 20, 0.9)
 STOPS = [2, 9]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def engine_with(monkeypatch, llm, **kw) -> VLLMEngine:
     monkeypatch.setattr(vllm_engine, "open_llm", lambda *a, **k: llm)
     return VLLMEngine("model-dir", SAMPLING, STOPS, batch_size=4, max_new_tokens=12, **kw)

@@ -20,15 +20,6 @@ LAMS = (0.0, 0.3, 0.7, 1.0)
 NEW = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny forwards are dominated by thread overhead on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def jobs(tiny_tokenizer):
     tok = tiny_tokenizer
