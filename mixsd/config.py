@@ -27,7 +27,7 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
     source = "command line"
     if path is not None:
         source = str(path)
-        values = _read_yaml(Path(path))
+        values = read_yaml_mapping(Path(path))
     values.update({k: v for k, v in overrides.items() if v is not None})
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
@@ -45,9 +45,10 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
         raise MixsdError(f"{source}: {e}") from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file ({} when empty); one-line MixsdError otherwise."""
     if not path.is_file():
-        raise MixsdError(f"{path}: config file not found")
+        raise MixsdError(f"{path}: file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -57,7 +58,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise MixsdError(f"{path}: expected a mapping of option: value at the top level")
+        raise MixsdError(f"{path}: expected a mapping at the top level")
     return data
 
 

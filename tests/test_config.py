@@ -58,5 +58,5 @@ def test_errors_are_one_line_and_name_the_file(tmp_path, yaml_text, overrides, m
 
 
 def test_missing_file():
-    with pytest.raises(MixsdError, match="config file not found"):
+    with pytest.raises(MixsdError, match="file not found"):
         load_config(Demo, "/nonexistent/c.yaml")

@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from mixsd.config import read_yaml_mapping
 from mixsd.data.records import KINDS, Record
 from mixsd.errors import MixsdError
 
@@ -61,18 +60,14 @@ def load_templates(path: str | Path | None) -> dict[str, ExpertTemplate]:
     if path is None:
         return templates
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise MixsdError(f"{path}: cannot read templates ({type(e).__name__})") from None
-    if not isinstance(data, dict):
-        raise MixsdError(f"{path}: expected a mapping of kind -> {{prefix, transition}}")
-    for kind, spec in data.items():
+    for kind, spec in read_yaml_mapping(path).items():
         if kind not in KINDS:
             raise MixsdError(f"{path}: unknown kind '{kind}' (expected one of {', '.join(KINDS)})")
         if not isinstance(spec, dict) or set(spec) != {"prefix", "transition"}:
             raise MixsdError(f"{path}: kind '{kind}' needs exactly the keys prefix and transition")
-        templates[kind] = ExpertTemplate(str(spec["prefix"]), str(spec["transition"]))
+        if not all(isinstance(v, str) for v in spec.values()):
+            raise MixsdError(f"{path}: kind '{kind}': prefix and transition must be strings")
+        templates[kind] = ExpertTemplate(spec["prefix"], spec["transition"])
     return templates
 
 

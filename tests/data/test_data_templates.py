@@ -83,8 +83,12 @@ def test_target_ids_end_with_eos(tiny_tokenizer):
             "unknown kind 'poem' (expected one of fact, function)",
         ),
         ("fact:\n  prefix: a\n", "kind 'fact' needs exactly the keys prefix and transition"),
-        ("- a\n- b\n", "expected a mapping of kind -> {prefix, transition}"),
-        ("fact: [unclosed\n", "cannot read templates (ParserError)"),
+        ("- a\n- b\n", "expected a mapping at the top level"),
+        ("fact: [unclosed\n", "line 2: invalid YAML"),
+        (
+            "fact:\n  prefix: 1\n  transition: b\n",
+            "kind 'fact': prefix and transition must be strings",
+        ),
     ],
 )
 def test_load_templates_errors(tmp_path, text, message):
@@ -96,6 +100,6 @@ def test_load_templates_errors(tmp_path, text, message):
 
 
 def test_load_templates_missing_file(tmp_path):
-    with pytest.raises(MixsdError, match="cannot read templates"):
+    with pytest.raises(MixsdError, match="file not found"):
         load_templates(tmp_path / "nope.yaml")
     assert load_templates(None) == DEFAULT_TEMPLATES
