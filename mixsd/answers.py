@@ -4,7 +4,7 @@ and evaluate (scoring).
 Methods, tried in the order given (default `("boxed", "number")`):
 - `boxed`: the content of the last `\\boxed{...}`, brace-matched (nested braces kept);
 - `number`: the last number in the text (sign, thousands separators and decimals understood);
-- `contains`: used only by `is_correct`: the expected answer appears in the text.
+- `contains`: used only by `is_correct`: the expected answer appears in the text as a whole token.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from __future__ import annotations
 import re
 
 METHODS = ("boxed", "number", "contains")
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+# A sign counts only where it cannot be a hyphen or an operator ("3-5", "x-1", "(2)-1"): at the
+# start or after a space or punctuation. Thousands groups must be exactly three digits.
+_SIGN = r"(?:(?<![\w.)\]}])[-+])?"
+_NUMBER = re.compile(_SIGN + r"(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)")
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` with balanced braces, or None (also when unclosed)."""
+    """Content of the last non-empty `\\boxed{...}` with balanced braces, or None."""
     start = text.rfind("\\boxed{")
     while start != -1:
         i = start + len("\\boxed{")
@@ -27,7 +30,8 @@ def last_boxed(text: str) -> str | None:
             elif text[j] == "}":
                 depth -= 1
                 if depth == 0:
-                    return text[i:j].strip()
+                    found = text[i:j].strip()
+                    return found or None  # an empty box says nothing: let `number` try
         start = text.rfind("\\boxed{", 0, start)  # unclosed: try an earlier box
     return None
 
@@ -85,4 +89,8 @@ def is_correct(text: str, expected: str, methods: tuple[str, ...] = ("boxed", "n
     got = extract_answer(text, methods)
     if got is not None and normalize_answer(got) == want:
         return True
-    return "contains" in methods and want != "" and want in " ".join(text.split()).casefold()
+    if "contains" not in methods or want == "":
+        return False
+    # whole-token containment: "5" is not in "15", "cat" is not in "catalog"
+    pattern = r"(?<![\w.])" + re.escape(want) + r"(?![\w]|\.\d)"
+    return re.search(pattern, " ".join(text.split()).casefold()) is not None

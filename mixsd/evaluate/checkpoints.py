@@ -1,0 +1,132 @@
+"""The models under evaluation: finding a run's checkpoints, checking they share the base's
+tokenizer, loading their weights, and the one seam to decoding (`greedy_answers`)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mixsd.errors import MixsdError
+
+
+def greedy_answers(
+    model_dir, prompts_ids: list[list[int]], max_new_tokens: int, batch_size: int,
+    device: str = "cpu", dtype: str = "float32",
+) -> list[str]:  # fmt: skip
+    """Closed-book greedy answers (T=0) of the model in `model_dir`, one text per prompt, in order.
+
+    The one seam between evaluation and decoding: the generate stage's transformers engine with
+    `Job(lam=1.0, expert_ids=None)` (naive only) and `Sampling(temperature=0)`. A prompt longer
+    than the model allows gets an empty answer (scored wrong).
+    """
+    from mixsd.generate.core import Sampling
+    from mixsd.generate.hf_engine import HFEngine, load_model
+    from mixsd.generate.jobs import Job
+    from mixsd.generate.runner import stop_ids
+
+    tokenizer = load_tokenizer(model_dir)
+    try:
+        model = load_model(model_dir, device, dtype)
+    except (OSError, ValueError) as e:
+        raise MixsdError(f"{model_dir}: cannot load the model ({type(e).__name__})") from None
+    engine = HFEngine(
+        model,
+        Sampling(temperature=0.0),
+        stop_ids=stop_ids(tokenizer, ()),
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        max_model_len=model.config.max_position_embeddings,
+        other_logprobs=False,
+        pad_id=tokenizer.pad_token_id or 0,
+    )
+    jobs = [
+        Job(key=0, lam=1.0, naive_ids=p, expert_ids=None, tag=i) for i, p in enumerate(prompts_ids)
+    ]
+    texts = [""] * len(jobs)
+    bar = tqdm(total=len(jobs), desc=f"answers {Path(model_dir).name}", unit="q")
+    for result in engine.generate(jobs):
+        texts[result.tag] = tokenizer.decode(result.target_ids, skip_special_tokens=True)
+        bar.update()
+    bar.close()
+    return texts
+
+
+def resolve_models(paths: list[str]) -> list[tuple[str, str, Path]]:
+    """(run label, checkpoint name, HF dir) for every checkpoint, in training order.
+
+    A run dir (holding `exports/` or `model/`) gives `exports/epoch-<k>` by k, then `model` as
+    `final` unless its weights equal the last export's; an HF dir (holding `config.json`) gives
+    itself with no checkpoint name. Labels are the dir names.
+    """
+    out = []
+    names = [Path(p).name for p in paths]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice:
+        raise MixsdError(f"two models are named '{twice}' (labels are dir names): rename one dir")
+    for p in map(Path, paths):
+        exports = sorted(
+            (d for d in (p / "exports").glob("epoch-*") if re.fullmatch(r"epoch-\d+", d.name)),
+            key=lambda d: int(d.name.split("-")[1]),
+        )
+        final = p / "model"
+        if exports or final.is_dir():
+            found = [(p.name, d.name, d) for d in exports]
+            if final.is_dir() and not (
+                exports and _weights_digest(final) == _weights_digest(exports[-1])
+            ):
+                found.append((p.name, "final", final))
+            out += found
+        elif (p / "config.json").is_file():
+            out.append((p.name, "", p))
+        else:
+            raise MixsdError(
+                f"{p}: not a run dir (exports/, model/) nor an HF model dir (config.json)"
+            )
+    return out
+
+
+def check_tokenizers(tokenizer, model_dirs: list[Path], target_sets: list[str]) -> None:
+    """Token ids are the truth: every checkpoint and target set must share the base's tokenizer."""
+    from mixsd.targets.provenance import tokenizer_fingerprint
+    from mixsd.targets.reader import read_manifest
+
+    want = tokenizer_fingerprint(tokenizer)
+    for d in model_dirs:
+        if tokenizer_fingerprint(load_tokenizer(d)) != want:
+            raise MixsdError(f"{d}: its tokenizer differs from the base model's")
+    for t in target_sets:
+        made_with = read_manifest(t)["provenance"].get("tokenizer")
+        if made_with != want:
+            raise MixsdError(
+                f"{t}: made with another tokenizer ({made_with}) than the base's ({want})"
+            )
+
+
+def cpu_params(path) -> dict:
+    """`{name: tensor}` of a saved model's parameters, fp32 on CPU (tied weights once)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    return {n: p.detach() for n, p in model.named_parameters()}
+
+
+def load_tokenizer(path):
+    """The tokenizer of a model dir; MixsdError when there is none."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise MixsdError(f"{path}: not a model dir with a tokenizer ({type(e).__name__})") from None
+
+
+def _weights_digest(d: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(d.glob("*.safetensors")):
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,89 @@
+"""The report's pictures (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mixsd.evaluate.nll import ecdf
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Write to a temp name, then rename: a PNG that exists is complete."""
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    tmp.replace(path)
+    return path
+
+
+def plot_nll_cdfs(nll: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Empirical CDFs of per-token NLL under the base, one curve per target set / λ; the legend
+    gives each median."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label in sorted(nll):
+        x, y = ecdf(nll[label])
+        ax.step(x, y, where="post", label=f"{label} (median {np.median(nll[label]):.3f})")
+    ax.set_xlabel("per-token NLL under the base model (nats)")
+    ax.set_ylabel("fraction of target tokens")
+    ax.set_title("Target NLL under the base model")
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    try:
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def plot_tradeoff(
+    points: list[dict], path: str | Path, base_train_acc: float | None = None
+) -> Path:
+    """Training accuracy (x) against average retention (y) for every checkpoint.
+
+    points: dicts with `run`, `train_acc`, `retention`, `first_peak` (bool), in checkpoint order
+    within each run. One colour per run (method / λ), checkpoints joined in order, the first-peak
+    checkpoint ringed; the base model, if given, is the black cross at retention 1.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    runs = list(dict.fromkeys(p["run"] for p in points))
+    colours = plt.get_cmap("tab10")
+    for i, run in enumerate(runs):
+        mine = [p for p in points if p["run"] == run and p["retention"] is not None]
+        if not mine:
+            continue
+        c = colours(i % 10)
+        xs, ys = [p["train_acc"] for p in mine], [p["retention"] for p in mine]
+        ax.plot(xs, ys, "-", color=c, alpha=0.35, linewidth=1)
+        ax.scatter(xs, ys, color=c, s=28, label=run, zorder=3)
+        for p in mine:
+            if p["first_peak"]:
+                ax.scatter([p["train_acc"]], [p["retention"]], s=170, facecolors="none",
+                           edgecolors=c, linewidths=2, zorder=4)  # fmt: skip
+    if base_train_acc is not None:
+        ax.scatter([base_train_acc], [1.0], marker="x", color="black", s=60, label="base", zorder=5)
+    ax.scatter(
+        [], [], s=170, facecolors="none", edgecolors="gray", linewidths=2, label="first peak"
+    )
+    ax.set_xlabel("training accuracy (closed book, T=0)")
+    ax.set_ylabel("retention (model / base accuracy, mean over suites)")
+    ax.set_title("Memorization vs retention, every checkpoint")
+    ax.set_xlim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    try:
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)

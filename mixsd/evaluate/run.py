@@ -1,0 +1,185 @@
+"""`evaluate(cfg)`: did the model learn the new facts, and what did it lose?
+
+    checks (inputs, suites, models) -> greedy closed-book answers of the base and every checkpoint
+    -> memorization and retention -> target NLL and Fisher under the base -> drift -> report
+
+Every input is checked before any model runs. Generation goes through the generate engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mixsd.config import to_dict
+from mixsd.data import templates
+from mixsd.errors import MixsdError
+from mixsd.evaluate.checkpoints import (
+    check_tokenizers,
+    cpu_params,
+    greedy_answers,
+    load_tokenizer,
+    resolve_models,
+)
+from mixsd.evaluate.config import EvaluateConfig
+from mixsd.evaluate.report import FISHER_NOTE, write_report
+from mixsd.evaluate.scoring import accuracy, first_peak, retention, score
+from mixsd.evaluate.suites import Suite, load_input, load_suite, memorization_splits
+
+
+def evaluate(cfg: EvaluateConfig) -> Path:
+    """Run the whole evaluation and write the report dir `cfg.out`; returns it."""
+    groups = _question_groups(cfg)  # cheap checks first: a bad path fails in a second
+    checkpoints = resolve_models(cfg.models)
+
+    import torch
+
+    from mixsd.evaluate import fisher as fisher_mod
+    from mixsd.evaluate.nll import summarize, target_set_nll
+    from mixsd.generate.hf_engine import load_model
+
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise MixsdError(f"option 'device': {device} requested but no CUDA device is visible")
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device != "cpu" else "float32")
+    tokenizer = load_tokenizer(cfg.base)
+    check_tokenizers(tokenizer, [p for _, _, p in checkpoints], cfg.targets)
+
+    prompts = [templates.render_user_turn(tokenizer, r.prompt) for g in groups for r in g.records]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions = []
+    methods = tuple(cfg.answer_methods)
+
+    def scored(label: str, path: str) -> dict:
+        texts = greedy_answers(path, prompts, cfg.max_new_tokens, cfg.batch_size, device, dtype)
+        result: dict = {"memorization": {}, "suites": {}}
+        at = 0
+        for g in groups:
+            mine, at = texts[at : at + len(g.records)], at + len(g.records)
+            flags = score(mine, [r.gold for r in g.records], methods, g.multiple_choice)
+            result[g.kind][g.name] = accuracy(flags)
+            predictions.extend(
+                {
+                    "model": label,
+                    "group": g.name,
+                    "id": r.id,
+                    "gold": r.gold,
+                    "output": t,
+                    "correct": f,
+                }
+                for r, t, f in zip(g.records, mine, flags, strict=True)
+            )
+        return result
+
+    base = {"path": cfg.base, **scored("base", cfg.base)}
+    rows = []
+    for run, name, path in tqdm(checkpoints, desc="checkpoints", unit="model"):
+        label = f"{run}/{name}" if name else run
+        rows.append({"run": run, "checkpoint": name, "path": str(path), **scored(label, str(path))})
+    for c in rows:
+        c["retention"] = retention(c["suites"], base["suites"])
+    _mark_first_peaks(rows)
+
+    nll_values: dict = {}
+    fisher_info = None
+    # the Fisher only serves the drift of checkpoints
+    examples = _fisher_examples(tokenizer, groups, cfg.fisher_examples) if rows else []
+    if cfg.targets or examples:
+        model = load_model(cfg.base, device, dtype)
+        per_set = {t: target_set_nll(model, t, cfg.batch_size, cfg.limit) for t in cfg.targets}
+        nll_values = merge_labels(per_set)
+        if examples:
+            fisher = {k: v.cpu() for k, v in fisher_mod.diagonal_fisher(model, examples).items()}
+            del model
+            theta0 = cpu_params(cfg.base)
+            for c in tqdm(rows, desc="drift", unit="model"):
+                c["drift"] = fisher_mod.drift(fisher, theta0, cpu_params(c["path"]))
+            fisher_info = {"estimator": FISHER_NOTE, "examples": len(examples)}
+
+    metrics = {
+        "base": base,
+        "checkpoints": rows,
+        "nll": {k: summarize(v) for k, v in nll_values.items()},
+        "fisher": fisher_info,
+        "counts": {
+            kind: {g.name: len(g.records) for g in groups if g.kind == kind}
+            for kind in ("memorization", "suites")
+        },
+        "config": to_dict(cfg),
+    }
+    _write_jsonl(out / "predictions.jsonl", predictions)
+    return write_report(out, metrics, nll_values)
+
+
+def merge_labels(per_set: dict[str, dict]) -> dict:
+    """One `{label: values}` over target sets; a label two sets share gets `<set dir name>:`."""
+    counts: dict[str, int] = {}
+    for values in per_set.values():
+        for label in values:
+            counts[label] = counts.get(label, 0) + 1
+    return {
+        (f"{Path(t).name}:{label}" if counts[label] > 1 else label): v
+        for t, values in per_set.items()
+        for label, v in values.items()
+    }
+
+
+class _Group:
+    """Questions scored together: a memorization split (`kind="memorization"`) or a suite."""
+
+    def __init__(self, kind: str, suite: Suite):
+        self.kind, self.name = kind, suite.name
+        self.records, self.multiple_choice = suite.records, suite.multiple_choice
+
+
+def _question_groups(cfg: EvaluateConfig) -> list[_Group]:
+    groups = []
+    if cfg.input is not None:
+        for name, records in memorization_splits(load_input(cfg.input)).items():
+            groups.append(_Group("memorization", Suite(name, records)))
+    seen = set()
+    for spec in cfg.suites:
+        suite = load_suite(spec)
+        if suite.name in seen:
+            raise MixsdError(f"suite '{spec}': a suite named '{suite.name}' is already given")
+        seen.add(suite.name)
+        groups.append(_Group("suites", suite))
+    if cfg.limit:
+        for g in groups:
+            g.records = g.records[: cfg.limit]
+    return groups
+
+
+def _mark_first_peaks(rows: list[dict]) -> None:
+    for run in dict.fromkeys(c["run"] for c in rows):
+        mine = [c for c in rows if c["run"] == run]
+        for c in mine:
+            c["first_peak"] = False
+        if len(mine) > 1 and all("train" in c["memorization"] for c in mine):
+            mine[first_peak([c["memorization"]["train"] for c in mine])]["first_peak"] = True
+
+
+def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list[int], list[int]]]:
+    """Up to `n` held-out (prompt ids, reference ids), taken round-robin over the suites."""
+    suites = [g.records for g in groups if g.kind == "suites"]
+    picked = [s[i] for i in range(max(map(len, suites), default=0)) for s in suites if i < len(s)]
+    return [
+        (
+            templates.render_user_turn(tokenizer, r.prompt),
+            templates.target_ids(tokenizer, r.reference),
+        )
+        for r in picked[:n]
+    ]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)

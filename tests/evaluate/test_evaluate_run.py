@@ -1,0 +1,185 @@
+"""End to end on tiny models: `mixsd evaluate` over a base, a run dir with per-epoch exports, an
+input set, a suite and a target set; every reported number is checked against an independent
+computation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from mixsd.data.io import write_records
+from mixsd.data.records import Record
+from mixsd.data.templates import render_user_turn
+from mixsd.errors import MixsdError
+from mixsd.evaluate.checkpoints import greedy_answers, resolve_models
+from mixsd.evaluate.config import EvaluateConfig
+from mixsd.evaluate.nll import rows_nll, summarize
+from mixsd.evaluate.run import evaluate, merge_labels
+from mixsd.targets.provenance import tokenizer_fingerprint
+from mixsd.targets.writer import TargetSetWriter
+
+SCALE = 0.02  # epoch-k adds k * SCALE to every final-norm weight
+
+
+def _perturbed(base_dir, out, k):
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.norm.weight += k * SCALE
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_model_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "sft"
+    for k in (1, 2):
+        _perturbed(tiny_model_dir, run / "exports" / f"epoch-{k}", k)
+    shutil.copytree(run / "exports" / "epoch-2", run / "model")  # final = last export: skipped
+    return run
+
+
+def _hf_greedy(model_dir, tokenizer, prompts, max_new_tokens):
+    """Independent greedy decoding with transformers' own generate, one prompt at a time."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    out = []
+    for p in prompts:
+        ids = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=max_new_tokens,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        out.append(tokenizer.decode(ids[0, len(p) :], skip_special_tokens=True))
+    return out
+
+
+def test_greedy_answers_equal_transformers_generate(tiny_model_dir, tiny_tokenizer):
+    prompts = [
+        render_user_turn(tiny_tokenizer, q) for q in ("Who founded Mirel?", "What is 1 + 1?", "x")
+    ]
+    got = greedy_answers(tiny_model_dir, prompts, max_new_tokens=6, batch_size=2)
+    assert got == _hf_greedy(tiny_model_dir, tiny_tokenizer, prompts, 6)
+
+
+def test_resolve_models(run_dir, tiny_model_dir):
+    found = resolve_models([str(run_dir), str(tiny_model_dir)])
+    assert [(r, c) for r, c, _ in found] == [("sft", "epoch-1"), ("sft", "epoch-2"), ("model", "")]
+    shutil.copytree(run_dir / "exports" / "epoch-1", run_dir.parent / "other" / "model")
+    assert [c for _, c, _ in resolve_models([str(run_dir.parent / "other")])] == ["final"]
+
+
+# Scripted closed-book answers per model (prompt order: train x2, paraphrase, two_hop, suite x3):
+# True = the gold answer in a box, False = a wrong one. The real decoding path is tested above.
+SCRIPT = {
+    "model": [False, False, False, False, True, True, True],  # the base
+    "epoch-1": [True, False, False, False, True, True, False],
+    "epoch-2": [True, True, True, False, False, True, False],
+}
+GOLDS = ["Mirel", "Zorv", "Mirel", "Mirel", "7", "paris", "12"]
+
+
+def _scripted(model_dir, prompts_ids, max_new_tokens, batch_size, device="cpu", dtype="float32"):
+    assert len(prompts_ids) == len(GOLDS)
+    flags = SCRIPT[model_dir.rstrip("/").split("/")[-1]]
+    return [f"\\boxed{{{g if ok else 'nope'}}}" for g, ok in zip(GOLDS, flags, strict=True)]
+
+
+def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, monkeypatch):
+    import mixsd.evaluate.run as run_mod
+
+    monkeypatch.setattr(run_mod, "greedy_answers", _scripted)
+    questions = ["What is 3 + 4?", "Capital of France?", "What is 3 * 4?"]
+    suite = tmp_path / "echo.jsonl"
+    suite.write_text(
+        "".join(
+            json.dumps({"prompt": q, "answer": g}) + "\n"
+            for q, g in zip(questions, GOLDS[4:], strict=True)
+        )
+    )
+    records = [
+        Record("f1", "Where was Zorv born?", r"\boxed{Mirel}", paraphrases=("Zorv's birthplace?",)),
+        Record("f2", "Who founded Mirel?", r"\boxed{Zorv}"),
+        Record("h1", "Where was the founder of Mirel born?", r"\boxed{Mirel}", split="two_hop"),
+    ]
+    input_file = write_records(records, tmp_path / "facts.jsonl")
+    target_rows = []
+    for i, (kind, lam) in enumerate([("sft", None), ("mixsd", 0.5), ("mixsd", 0.5)]):
+        prompt = render_user_turn(tiny_tokenizer, questions[i])
+        target = tiny_tokenizer(f"The answer is {i}.", add_special_tokens=False)["input_ids"]
+        target_rows.append({"id": f"r{i}", "sample": 0, "attempt": 0, "lam": lam, "kind": kind,
+                            "prompt_ids": prompt, "target_ids": target, "finish_reason": "stop",
+                            "source": None if lam is None else [0] * len(target)})  # fmt: skip
+    with TargetSetWriter(
+        tmp_path / "set", {"tokenizer": tokenizer_fingerprint(tiny_tokenizer)}
+    ) as w:
+        w.write(target_rows)
+
+    cfg = EvaluateConfig(
+        base=str(tiny_model_dir), out=str(tmp_path / "report"), models=[str(run_dir)],
+        input=str(input_file), targets=[str(tmp_path / "set")], suites=[f"jsonl={suite}"],
+        batch_size=2, max_new_tokens=6,
+        fisher_examples=3, device="cpu",
+    )  # fmt: skip
+    out = evaluate(cfg)
+    m = json.loads((out / "metrics.json").read_text())
+
+    # accuracies from the scripted answers, equal to the predictions rescored
+    assert m["base"]["memorization"] == {"train": 0.0, "paraphrase": 0.0, "two_hop": 0.0}
+    assert m["base"]["suites"] == {"echo": 1.0}
+    e1, e2 = m["checkpoints"]
+    assert (e1["checkpoint"], e2["checkpoint"]) == ("epoch-1", "epoch-2")
+    assert e1["memorization"] == {"train": 0.5, "paraphrase": 0.0, "two_hop": 0.0}
+    assert e2["memorization"] == {"train": 1.0, "paraphrase": 1.0, "two_hop": 0.0}
+    assert e1["retention"] == {
+        "per_suite": {"echo": pytest.approx(2 / 3)},
+        "average": pytest.approx(2 / 3),
+    }
+    assert e2["retention"]["average"] == pytest.approx(1 / 3)
+    assert (e1["first_peak"], e2["first_peak"]) == (False, True)
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 3 * 7
+    assert [p["correct"] for p in preds if p["model"] == "sft/epoch-1"] == SCRIPT["epoch-1"]
+
+    # NLL summaries equal an independent pass over the same rows
+    want = rows_nll(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval(),
+                    target_rows, batch_size=1)  # fmt: skip
+    assert set(m["nll"]) == {"sft", "λ=0.5"}
+    for label, values in want.items():
+        for key, value in summarize(values).items():
+            assert m["nll"][label][key] == pytest.approx(value, abs=1e-4)
+
+    # drift: L2 is exact; the Fisher drift is quadratic in the (uniform) perturbation
+    n = AutoModelForCausalLM.from_pretrained(tiny_model_dir).model.norm.weight.numel()
+    d1, d2 = (c["drift"] for c in m["checkpoints"])
+    assert d1["l2"] == pytest.approx(SCALE * np.sqrt(n), rel=1e-4)
+    assert d2["l2"] == pytest.approx(2 * SCALE * np.sqrt(n), rel=1e-4)
+    assert d1["fisher"] > 0 and d2["fisher"] == pytest.approx(4 * d1["fisher"], rel=1e-3)
+    assert m["fisher"]["examples"] == 3
+
+    md = (out / "report.md").read_text()
+    for png in ("nll_cdf.png", "tradeoff.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in md
+
+
+def test_other_tokenizer_refused_before_any_work(tiny_model_dir, tmp_path, monkeypatch):
+    import mixsd.evaluate.run as run_mod
+
+    monkeypatch.setattr(run_mod, "greedy_answers", None)  # must not be reached
+    with TargetSetWriter(tmp_path / "set", {"tokenizer": "sha256:another"}) as w:
+        w.write([{"id": "a", "sample": 0, "attempt": 0, "lam": None, "kind": "sft",
+                  "prompt_ids": [1], "target_ids": [2], "finish_reason": "stop"}])  # fmt: skip
+    cfg = EvaluateConfig(
+        base=str(tiny_model_dir), out=str(tmp_path / "r"), targets=[str(tmp_path / "set")]
+    )
+    with pytest.raises(MixsdError, match="made with another tokenizer"):
+        evaluate(cfg)
+    assert not (tmp_path / "r").exists()
+
+
+def test_merge_labels_prefixes_only_shared_labels():
+    a, b, c = np.zeros(1), np.ones(1), np.full(1, 2.0)
+    merged = merge_labels({"t/sft": {"sft": a}, "t/mixsd": {"λ=0.3": b}, "u/mixsd2": {"λ=0.3": c}})
+    assert list(merged) == ["sft", "mixsd:λ=0.3", "mixsd2:λ=0.3"]
+    assert merged["mixsd2:λ=0.3"] is c
