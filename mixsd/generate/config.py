@@ -1,0 +1,71 @@
+"""`GenerateConfig`: every option of `mixsd generate`, checked in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ENGINES = ("hf", "vllm")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class GenerateConfig:
+    """What to decode (model, input set, lam sweep, samples), how (sampling, limits, engine,
+    batch), where (target set `out`, shard i/N) and rejection sampling (max_retries: extra
+    attempts for a sequence whose extracted answer is wrong; 0 = keep the first attempt)."""
+
+    model: str
+    input: str
+    out: str
+    lam: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.5])
+    samples: int = 1
+    temperature: float = 0.6
+    top_k: int = 64
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    max_model_len: int = 4096
+    seed: int = 0
+    engine: str = "hf"
+    batch_size: int = 32
+    shard: str = "0/1"
+    max_retries: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    templates: str | None = None
+    stop: list[str] = field(default_factory=list)  # extra stop tokens: token strings or ids
+    other_logprobs: bool = True
+    rows_per_part: int = 1000
+    flush_seconds: float = 300.0  # write buffered rows at least this often (bounds a kill's loss)
+
+    def __post_init__(self) -> None:
+        if not self.lam:
+            raise ValueError("option 'lam': give at least one value")
+        for lam in self.lam:
+            if not 0.0 <= lam <= 1.0:
+                raise ValueError(f"option 'lam': {lam} is outside [0, 1]")
+        if len(set(self.lam)) != len(self.lam):
+            raise ValueError(f"option 'lam': repeated value in {self.lam}")
+        positive = ("samples", "max_new_tokens", "max_model_len", "batch_size", "rows_per_part")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"option '{name}': must be >= 1, got {getattr(self, name)}")
+        if self.flush_seconds < 0:
+            raise ValueError(f"option 'flush_seconds': must be >= 0, got {self.flush_seconds}")
+        if self.max_retries < 0:
+            raise ValueError(f"option 'max_retries': must be >= 0, got {self.max_retries}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"option 'engine': expected one of {', '.join(ENGINES)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"option 'dtype': expected one of {', '.join(DTYPES)}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"option 'device': expected cpu or cuda[:i], got {self.device!r}")
+        from mixsd.targets.writer import parse_shard
+
+        self.shard = parse_shard(self.shard)  # canonical "i-of-N"
+        self.sampling()  # Sampling's own checks: temperature, top_k, top_p
+
+    def sampling(self):
+        """The token-choice settings as the mixing core's `Sampling`."""
+        from mixsd.generate.core import Sampling
+
+        return Sampling(self.temperature, self.top_k, self.top_p)

@@ -1,0 +1,188 @@
+"""The generate stage: input set -> planned (example, sample, lam, attempt) jobs -> engine ->
+target-set rows, with rejection sampling, resume and shards.
+
+Every check that can fail runs before any decoding: config, input set, tokenizer and stop tokens,
+templates, the target set's provenance, the model. Rows are keyed by (id, sample, lam); a resumed
+run skips the keys the set already holds, and because all randomness is keyed on
+(seed, id, sample, attempt, position), it produces exactly the rows an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Iterable
+from importlib.metadata import version
+
+from mixsd.answers import is_correct
+from mixsd.errors import MixsdError
+from mixsd.generate.config import GenerateConfig
+from mixsd.generate.core import sequence_key
+from mixsd.generate.jobs import Job, Result
+
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>")
+
+
+def in_shard(example_id: str, shard: str) -> bool:
+    """Does `example_id` belong to shard "i-of-N"? A hash of the id, so the partition does not
+    depend on the input's order and every id lands in exactly one shard."""
+    i, n = (int(x) for x in shard.split("-of-"))
+    digest = hashlib.blake2b(example_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % n == i
+
+
+def stop_ids(tokenizer, extra: Iterable[str]) -> list[int]:
+    """EOS, the end-of-turn tokens the tokenizer has, and `extra` (token strings or integer ids);
+    an extra one the tokenizer lacks is an error."""
+    vocab = tokenizer.get_vocab()
+    ids = {tokenizer.eos_token_id} | {vocab[t] for t in END_OF_TURN if t in vocab}
+    for token in extra:
+        if token in vocab:
+            ids.add(vocab[token])
+        elif token.isdigit() and int(token) < len(tokenizer):
+            ids.add(int(token))
+        else:
+            raise MixsdError(f"option 'stop': the tokenizer has no token {token!r}")
+    return sorted(i for i in ids if i is not None)
+
+
+def _load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MixsdError(f"{path}: cannot load the model's tokenizer ({first})") from None
+
+
+def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
+    """The engine and its provenance entry; a model that does not load is a MixsdError."""
+    common = dict(
+        sampling=cfg.sampling(), stop_ids=stops, batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens, max_model_len=cfg.max_model_len,
+        other_logprobs=cfg.other_logprobs,
+    )  # fmt: skip
+    if cfg.engine == "vllm":
+        from mixsd.generate.vllm_engine import VLLMEngine
+
+        return VLLMEngine(cfg.model, dtype=cfg.dtype, seed=cfg.seed, **common)
+    import torch
+
+    from mixsd.generate.hf_engine import HFEngine, load_model
+
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise MixsdError(f"option 'device': {cfg.device} requested but no CUDA device is visible")
+    try:
+        model = load_model(cfg.model, cfg.device, cfg.dtype)
+        return HFEngine(model, pad_id=pad_id, **common)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MixsdError(f"{cfg.model}: cannot load the model ({first})") from None
+
+
+def provenance(cfg: GenerateConfig, tokenizer, templates, records, stops: list[int]) -> dict:
+    """How this set is made; a resumed run or another shard must match it field for field."""
+    from mixsd.targets.provenance import input_fingerprint, model_fingerprint, tokenizer_fingerprint
+
+    engine = {"name": cfg.engine, "dtype": cfg.dtype}
+    for package in ("torch", "transformers") if cfg.engine == "hf" else ("vllm",):
+        engine[package] = version(package)
+    return {
+        "stage": "generate",
+        "model": model_fingerprint(cfg.model),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "templates": {kind: dataclasses.asdict(t) for kind, t in sorted(templates.items())},
+        "sampling": dataclasses.asdict(cfg.sampling()),
+        "limits": {"max_new_tokens": cfg.max_new_tokens, "max_model_len": cfg.max_model_len},
+        "stop_ids": stops,
+        "seed": cfg.seed,
+        "max_retries": cfg.max_retries,
+        "lams": list(cfg.lam),
+        "engine": engine,
+        "input": input_fingerprint(records),
+    }
+
+
+def run(cfg: GenerateConfig) -> dict:
+    """Decode the targets of `cfg` into the target set `cfg.out`; returns this run's stats."""
+    from tqdm import tqdm
+
+    from mixsd.data.io import load_records
+    from mixsd.data.templates import build_prompt_pair, load_templates
+    from mixsd.targets.writer import TargetSetWriter, existing_keys
+
+    records = load_records(cfg.input)
+    tokenizer = _load_tokenizer(cfg.model)
+    stops = stop_ids(tokenizer, cfg.stop)
+    templates = load_templates(cfg.templates)
+    prov = provenance(cfg, tokenizer, templates, records, stops)
+    mine = [r for r in records if in_shard(r.id, cfg.shard)]
+    engine = _open_engine(cfg, stops, tokenizer.pad_token_id or 0)  # before the set is touched
+    with TargetSetWriter(cfg.out, prov, shard=cfg.shard, rows_per_part=cfg.rows_per_part) as w:
+        done = existing_keys(cfg.out)
+        todo = [
+            (rec, s, lam)
+            for rec in mine
+            for s in range(cfg.samples)
+            for lam in cfg.lam
+            if (rec.id, s, lam) not in done
+        ]
+        pairs = {rec.id: build_prompt_pair(tokenizer, rec, templates) for rec, _, _ in todo}
+        planned = len(mine) * cfg.samples * len(cfg.lam)
+        stats = {"rows": 0, "attempts": 0, "accepted": 0, "tokens": 0, "naive_tokens": 0}
+        stats |= {"prompt_too_long": 0, "skipped_existing": planned - len(todo)}
+        start = flushed = time.perf_counter()
+        bar = tqdm(total=len(todo), desc="generate", unit="row", disable=None)
+        wave = [_job(cfg, pairs[rec.id], rec, s, lam, 0) for rec, s, lam in todo]
+        while wave:
+            retry = []
+            for result in engine.generate(wave):
+                rec, s, lam, attempt = result.tag
+                text = tokenizer.decode(result.target_ids, skip_special_tokens=True)
+                ok = result.finish_reason != "prompt_too_long" and is_correct(text, rec.gold)
+                stats["attempts"] += 1
+                stats["tokens"] += len(result.target_ids)
+                stats["naive_tokens"] += sum(result.source)
+                if not ok and attempt < cfg.max_retries and result.target_ids:
+                    retry.append(_job(cfg, pairs[rec.id], rec, s, lam, attempt + 1))
+                    continue
+                stats["rows"] += 1
+                stats["accepted"] += ok
+                stats["prompt_too_long"] += result.finish_reason == "prompt_too_long"
+                w.write([_row(rec, s, lam, attempt, pairs[rec.id], result, text, ok)])
+                if time.perf_counter() - flushed >= cfg.flush_seconds:
+                    w.flush()
+                    flushed = time.perf_counter()
+                bar.update(1)
+                seconds = time.perf_counter() - start
+                bar.set_postfix(tok_s=f"{stats['tokens'] / seconds:.0f}",
+                                accept=f"{stats['accepted'] / stats['attempts']:.2f}")  # fmt: skip
+            wave = retry
+        bar.close()
+        stats["seconds"] = round(time.perf_counter() - start, 3)
+        stats["acceptance_rate"] = _ratio(stats["accepted"], stats["attempts"])
+        stats["naive_fraction"] = _ratio(stats["naive_tokens"], stats["tokens"])
+        w.add_stats(stats)
+    return stats
+
+
+def _job(cfg: GenerateConfig, pair, rec, sample: int, lam: float, attempt: int) -> Job:
+    key = sequence_key(cfg.seed, rec.id, sample, attempt)
+    return Job(key, lam, pair.naive_ids, pair.expert_ids, (rec, sample, lam, attempt))
+
+
+def _row(rec, sample, lam, attempt, pair, result: Result, text: str, ok: bool) -> dict:
+    return {
+        "id": rec.id, "sample": sample, "attempt": attempt, "lam": lam, "kind": "mixsd",
+        "prompt_ids": pair.naive_ids, "expert_prompt_ids": pair.expert_ids,
+        "target_ids": result.target_ids, "target_text": text, "source": result.source,
+        "expert_logprob": result.expert_logprob, "naive_logprob": result.naive_logprob,
+        "finish_reason": result.finish_reason, "correct": ok,
+        "reference": rec.reference, "answer": rec.gold,
+    }  # fmt: skip
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return a / b if b else None

@@ -1,0 +1,180 @@
+"""The generate stage end to end on the tiny model: determinism, shards, resume, rejection
+sampling, and clear errors before any work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mixsd.config import load_config
+from mixsd.data.io import write_records
+from mixsd.data.records import Record
+from mixsd.errors import MixsdError
+from mixsd.generate import runner
+from mixsd.generate.config import GenerateConfig
+from mixsd.targets.reader import iter_rows
+from mixsd.targets.writer import TargetSetWriter
+
+LOGPROBS = ("expert_logprob", "naive_logprob")
+
+
+@pytest.fixture(scope="module")
+def input_path(tmp_path_factory):
+    records = [
+        Record(f"q{i}", f"Who founded guild {i}?", f"The answer is {i}.\n\n\\boxed{{{i}}}")
+        for i in range(7)
+    ]
+    return write_records(records, tmp_path_factory.mktemp("in") / "train.jsonl")
+
+
+def config(model, inp, out, **kw) -> GenerateConfig:
+    base = dict(lam=[0.0, 0.5, 1.0], max_new_tokens=6, batch_size=4, rows_per_part=2)
+    base["flush_seconds"] = 0.0  # every row reaches a part at once: a kill loses nothing
+    return GenerateConfig(model=str(model), input=str(inp), out=str(out), **base | kw)
+
+
+def rows(root) -> list[dict]:
+    return sorted(iter_rows(root), key=lambda r: (r["id"], r["sample"], r["lam"]))
+
+
+def assert_same_rows(a: list[dict], b: list[dict]) -> None:
+    """Equal rows; log-probs to 1e-5, since a different batch composition changes the float
+    rounding of the forward (the tokens, chosen from the same keys, stay identical)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert {k: v for k, v in x.items() if k not in LOGPROBS} == {
+            k: v for k, v in y.items() if k not in LOGPROBS
+        }
+        for k in LOGPROBS:
+            assert (x[k] is None) == (y[k] is None)
+            if x[k] is not None:
+                assert x[k] == pytest.approx(y[k], abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_model_dir, input_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("base") / "set"
+    stats = runner.run(config(tiny_model_dir, input_path, out))
+    return out, stats
+
+
+def test_rows_and_stats(baseline):
+    out, stats = baseline
+    got = rows(out)
+    assert len(got) == 7 * 3 == stats["rows"]
+    assert {(r["id"], r["lam"]) for r in got} == {
+        (f"q{i}", x) for i in range(7) for x in (0, 0.5, 1)
+    }
+    for r in got:
+        assert len(r["source"]) == len(r["target_ids"]) == len(r["naive_logprob"])
+        assert set(r["source"]) <= ({0} if r["lam"] == 0 else {1} if r["lam"] == 1 else {0, 1})
+        assert r["kind"] == "mixsd" and r["correct"] is False and r["attempt"] == 0
+    naive = sum(sum(r["source"]) for r in got)
+    assert stats["naive_fraction"] == pytest.approx(naive / stats["tokens"])
+
+
+def test_same_seed_same_set_other_seed_other_set(baseline, tiny_model_dir, input_path, tmp_path):
+    runner.run(config(tiny_model_dir, input_path, tmp_path / "again"))
+    assert_same_rows(rows(tmp_path / "again"), rows(baseline[0]))
+    runner.run(config(tiny_model_dir, input_path, tmp_path / "seed1", seed=1))
+    assert rows(tmp_path / "seed1") != rows(baseline[0])
+
+
+def test_shards_partition_the_input(baseline, tiny_model_dir, input_path, tmp_path):
+    ids = []
+    for i in range(3):
+        runner.run(config(tiny_model_dir, input_path, tmp_path / f"s{i}", shard=f"{i}/3"))
+        ids.append({r["id"] for r in rows(tmp_path / f"s{i}")})
+    assert sum(len(s) for s in ids) == len(set().union(*ids)) == 7
+    for i in range(3):  # several shards into one set give the unsharded set
+        runner.run(config(tiny_model_dir, input_path, tmp_path / "one", shard=f"{i}/3"))
+    assert_same_rows(rows(tmp_path / "one"), rows(baseline[0]))
+
+
+def test_kill_and_rerun_equals_uninterrupted(
+    baseline, tiny_model_dir, input_path, tmp_path, monkeypatch
+):
+    cfg = config(tiny_model_dir, input_path, tmp_path / "set")
+    real_write, calls = TargetSetWriter.write, []
+
+    def dying_write(self, batch):
+        calls.append(1)
+        if len(calls) > 9:
+            raise KeyboardInterrupt  # killed mid-run, with rows buffered and parts written
+        real_write(self, batch)
+
+    monkeypatch.setattr(TargetSetWriter, "write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(cfg)
+    monkeypatch.undo()
+    assert len(rows(cfg.out)) == 9
+    stats = runner.run(cfg)
+    assert stats["skipped_existing"] == 9 and stats["rows"] == 12
+    assert_same_rows(rows(cfg.out), rows(baseline[0]))
+    assert runner.run(cfg)["rows"] == 0  # complete: nothing more to do
+
+
+def test_rejection_sampling_retries_with_new_keys(
+    tiny_model_dir, input_path, tmp_path, monkeypatch
+):
+    cfg = config(tiny_model_dir, input_path, tmp_path / "rs", lam=[0.5], max_retries=2)
+    stats = runner.run(cfg)  # the random model never answers right: every row uses 3 attempts
+    got = rows(cfg.out)
+    assert stats["attempts"] == 3 * 7 and {(r["attempt"], r["correct"]) for r in got} == {
+        (2, False)
+    }
+    direct = runner.run(config(tiny_model_dir, input_path, tmp_path / "a2", lam=[0.5]))
+    first = rows(tmp_path / "a2")
+    assert all(
+        a["target_ids"] != b["target_ids"] for a, b in zip(got, first, strict=True)
+    )  # other keys
+    monkeypatch.setattr(runner, "is_correct", lambda text, gold: True)
+    cfg = config(tiny_model_dir, input_path, tmp_path / "ok", lam=[0.5], max_retries=2)
+    assert runner.run(cfg)["acceptance_rate"] == 1.0
+    assert_same_rows(rows(cfg.out), [r | {"correct": True} for r in first])
+    assert direct["rows"] == 7
+
+
+def test_clear_errors_before_any_work(tiny_model_dir, input_path, tmp_path):
+    with pytest.raises(MixsdError, match="1.5 is outside"):
+        load_config(GenerateConfig, None, model="m", input="i", out="o", lam="0,1.5")
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    with pytest.raises(MixsdError, match="empty-model"):
+        runner.run(config(empty, input_path, tmp_path / "a"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "prompt": ""}\n')
+    with pytest.raises(MixsdError, match="bad.jsonl:1"):
+        runner.run(config(tiny_model_dir, bad, tmp_path / "b"))
+    with pytest.raises(MixsdError, match="no token '<nope>'"):
+        runner.run(config(tiny_model_dir, input_path, tmp_path / "c", stop=["<nope>"]))
+    assert not any((tmp_path / x).exists() for x in "abc")
+    runner.run(config(tiny_model_dir, input_path, tmp_path / "d", lam=[1.0], max_new_tokens=1))
+    with pytest.raises(MixsdError, match="sampling.temperature"):
+        runner.run(
+            config(
+                tiny_model_dir,
+                input_path,
+                tmp_path / "d",
+                lam=[1.0],
+                max_new_tokens=1,
+                temperature=0.7,
+            )
+        )
+
+
+def test_cli_runs_and_reports_errors_in_one_line(tiny_model_dir, input_path, tmp_path):
+    base = [sys.executable, "-m", "mixsd", "generate", "--model", str(tiny_model_dir),
+            "--input", str(input_path), "--max-new-tokens", "2"]  # fmt: skip
+    ok = subprocess.run(
+        base + ["--out", str(tmp_path / "s"), "--lam", "0.5"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and "7 rows written" in ok.stdout, ok.stderr
+    bad = subprocess.run(
+        base + ["--out", str(tmp_path / "t"), "--lam", "0,2"], capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "error: command line: option 'lam': 2.0 is outside [0, 1]"
+    ]
