@@ -1,5 +1,56 @@
-"""`mixsd model ...` commands."""
+"""`mixsd model ...`: build local models, one command per kind of model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from mixsd.config import load_config
+
 app = typer.Typer(no_args_is_help=True)
+
+Config = Annotated[Path | None, typer.Option(help="YAML file of options (flags override it).")]
+Out = Annotated[Path, typer.Option(help="Output folder: a save_pretrained model and tokenizer.")]
+
+
+@app.command("tiny")
+def tiny(
+    out: Out,
+    hidden: Annotated[int | None, typer.Option(help="Hidden size (default 64).")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer layers (default 2).")] = None,
+    heads: Annotated[int | None, typer.Option(help="Attention heads, divide hidden (4).")] = None,
+    vocab: Annotated[int | None, typer.Option(help="Most tokenizer entries (default 512).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Weight-init seed (default 0).")] = None,
+    config: Config = None,
+) -> None:
+    """A random-init Llama-style causal LM with a locally trained ChatML tokenizer, in seconds."""
+    from transformers.utils import logging
+
+    from mixsd.data.config import TinyModelConfig
+    from mixsd.data.models import build_tiny_model
+
+    logging.disable_progress_bar()  # a one-shard save takes milliseconds
+    sizes = dict(hidden=hidden, layers=layers, heads=heads, vocab=vocab, seed=seed)
+    cfg = load_config(TinyModelConfig, config, out=out, **sizes)
+    build_tiny_model(cfg.out, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.seed)
+    typer.echo(
+        f"{cfg.out}: tiny model (hidden {cfg.hidden}, {cfg.layers} layers, {cfg.heads} heads)"
+    )
+
+
+@app.command("toy")
+def toy(
+    out: Out,
+    seed: Annotated[int | None, typer.Option(help="World, init and data-order seed (0).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Pretraining epochs (default 3).")] = None,
+    config: Config = None,
+) -> None:
+    """Pretrain the toy base model (~10 min on 2 CPU cores) and write its world's input sets."""
+    from mixsd.data.toy import ToyConfig, build_toy_model
+
+    cfg = load_config(ToyConfig, config, out=out, seed=seed, epochs=epochs)
+    build_toy_model(cfg.out, cfg.seed, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.epochs,
+                    cfg.lr, cfg.batch_size)  # fmt: skip
+    typer.echo(f"{cfg.out}: toy model; its world's input sets in {cfg.out / 'world'}")

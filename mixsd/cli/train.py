@@ -1,7 +1,129 @@
 """`mixsd train`."""
 
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
 from mixsd.errors import MixsdError
 
+Str = str | None
+Int = int | None
+Bool = bool | None
 
-def train() -> None:
-    raise MixsdError("'mixsd train' is not built yet")
+
+def train(
+    config: Annotated[
+        Path | None, typer.Option(help="YAML train config (flags override it).")
+    ] = None,
+    model: Annotated[Str, typer.Option(help="Model directory (HF format) to fine-tune.")] = None,
+    targets: Annotated[
+        list[str] | None, typer.Option(help="Target set: SET or SET:lam=0.3 (repeatable).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (resumed when it holds a checkpoint).")
+    ] = None,
+    epochs: Annotated[Int, typer.Option(help="Epochs over the target rows.")] = None,
+    steps: Annotated[Int, typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    batch_size: Annotated[
+        Int, typer.Option(help="GLOBAL batch: sequences per optimizer step.")
+    ] = None,
+    micro_batch_size: Annotated[
+        Int, typer.Option(help="Sequences per process per forward.")
+    ] = None,
+    zero: Annotated[
+        Str, typer.Option(help="none (plain PyTorch) or DeepSpeed ZeRO stage 0|1|2|3.")
+    ] = None,
+    deepspeed_config: Annotated[
+        Path | None, typer.Option(help="DeepSpeed JSON ('auto' values filled).")
+    ] = None,
+    nproc: Annotated[
+        Int, typer.Option(help="Local processes to start (unless under a launcher).")
+    ] = None,
+    seed: Annotated[Int, typer.Option(help="Seed of the data order and of torch.")] = None,
+    warmup_steps: Annotated[Int, typer.Option(help="Linear warm-up steps.")] = None,
+    schedule: Annotated[Str, typer.Option(help="constant | cosine (after warm-up).")] = None,
+    save_every: Annotated[
+        Int, typer.Option(help="Checkpoint every N steps (and at epoch ends).")
+    ] = None,
+    export_every_epoch: Annotated[
+        Bool,
+        typer.Option(
+            "--export-every-epoch/--no-export-every-epoch", help="HF dir per epoch in RUN/exports/."
+        ),
+    ] = None,
+    correct_only: Annotated[
+        Bool, typer.Option("--correct-only/--all-rows", help="Drop rows marked incorrect.")
+    ] = None,
+    max_len: Annotated[
+        Int, typer.Option(help="Max prompt+target tokens (default: the model's).")
+    ] = None,
+    too_long: Annotated[
+        Str, typer.Option(help="truncate (and count) | refuse over-long sequences.")
+    ] = None,
+    gradient_checkpointing: Annotated[
+        Bool,
+        typer.Option(
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+            help="Recompute activations in backward.",
+        ),
+    ] = None,
+    dtype: Annotated[
+        Str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16.")
+    ] = None,
+    recall_every_epoch: Annotated[
+        Bool,
+        typer.Option(
+            "--recall-every-epoch/--no-recall-every-epoch", help="Closed-book recall per epoch."
+        ),
+    ] = None,
+    stop_after: Annotated[
+        Int, typer.Option(help="Stop (checkpointed) after N steps of this call.")
+    ] = None,
+) -> None:
+    """Fine-tune on target sets; writes RUN/{config.yaml,metrics.jsonl,checkpoints,model}."""
+    from mixsd.config import load_config
+    from mixsd.train.config import TrainConfig
+    from mixsd.train.launch import relaunch, under_launcher
+
+    cfg = load_config(
+        TrainConfig, config, model=model, targets=targets or None, out=out, epochs=epochs,
+        steps=steps, lr=lr, batch_size=batch_size, micro_batch_size=micro_batch_size, zero=zero,
+        deepspeed_config=deepspeed_config, nproc=nproc, seed=seed, warmup_steps=warmup_steps,
+        schedule=schedule, save_every=save_every, export_every_epoch=export_every_epoch,
+        correct_only=correct_only, max_len=max_len, too_long=too_long,
+        gradient_checkpointing=gradient_checkpointing, dtype=dtype,
+        recall_every_epoch=recall_every_epoch,
+    )  # fmt: skip
+    if cfg.nproc > 1 and not under_launcher():
+        _precheck(cfg)  # user errors as one line here, before N processes start
+        code = relaunch(cfg.nproc, sys.argv[1:])
+        if code:
+            raise MixsdError(
+                f"training failed in one of the {cfg.nproc} processes (exit code {code}, see above)"
+            )
+        return
+    from mixsd.train import run
+
+    run(cfg, stop_after=stop_after)
+
+
+def _precheck(cfg) -> None:
+    from transformers import AutoTokenizer
+
+    from mixsd.targets.provenance import tokenizer_fingerprint
+    from mixsd.train.data import check_set, parse_target_spec
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    except (OSError, ValueError) as e:
+        raise MixsdError(
+            f"{cfg.model}: cannot load the tokenizer ({str(e).splitlines()[0]})"
+        ) from None
+    for spec in cfg.targets:
+        check_set(*parse_target_spec(spec), tokenizer_fingerprint(tokenizer))
+    cfg.micro_and_accumulation(cfg.nproc)

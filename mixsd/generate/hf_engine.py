@@ -49,7 +49,7 @@ def load_model(path, device: str = "cpu", dtype: str = "float32"):
 class _Seq:
     job: Job
     mode: int
-    longest: int  # longest row (prompt + prefix): it reaches max_model_len first
+    prompt_len: int  # the longer prompt (expert's when there is one): it reaches max_model_len first
     tokens: list[int] = field(default_factory=list)
     source: list[int] = field(default_factory=list)
     elp: list[float] = field(default_factory=list)
@@ -118,7 +118,7 @@ class HFEngine:
                     new = []
                     while queue and len(live) + len(new) < self.batch_size:
                         seq = self._open(queue.popleft())
-                        if seq.longest + 1 > self.max_model_len:
+                        if seq.prompt_len + len(seq.job.prefix) + 1 > self.max_model_len:
                             yield self._result(seq, "prompt_too_long")
                         elif len(seq.job.prefix) >= self.max_new_tokens:
                             yield self._result(seq, "length")
@@ -153,7 +153,7 @@ class HFEngine:
     def _open(self, job: Job) -> _Seq:
         mode = MIX if 0.0 < job.lam < 1.0 else EXPERT if job.lam == 0.0 else NAIVE
         lens = [len(job.naive_ids)] + ([len(job.expert_ids)] if job.expert_ids is not None else [])
-        return _Seq(job, mode, max(lens) + len(job.prefix))
+        return _Seq(job, mode, max(lens))
 
     def _result(self, seq: _Seq, reason: str) -> Result:
         has_expert = seq.job.expert_ids is not None
@@ -238,10 +238,10 @@ class HFEngine:
                 seq.elp.append(lp[state.e_rows[j]])
             if seq.mode != EXPERT:
                 seq.nlp.append(lp[state.n_rows[j]])
-            count = int(t[j]) + 1
+            count = int(t[j]) + 1  # absolute output positions, prefix included
             if tok in self.stop_ids:
                 done.append((seq, "stop"))
-            elif count >= self.max_new_tokens or seq.longest + count + 1 > self.max_model_len:
+            elif count >= self.max_new_tokens or seq.prompt_len + count + 1 > self.max_model_len:
                 done.append((seq, "length"))
         return done
 
