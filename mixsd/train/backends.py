@@ -1,0 +1,169 @@
+"""The two things that can sit under the training loop: plain PyTorch (one process) or a DeepSpeed
+engine (ZeRO 0-3, any number of processes). Same loss, same update: only the plumbing differs.
+
+The loop hands each micro-step's summed target NLL divided by the number of target tokens in the
+whole global batch, so the gradient is the token-mean over the global batch however the batch is
+split over processes and accumulation steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import torch
+
+from mixsd.train.packing import Packed, packed_loss_sum
+
+DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
+
+
+class Plain:
+    """Single-process PyTorch: AdamW, grad clipping, LambdaLR; bf16 through autocast."""
+
+    def __init__(self, model, optimizer, scheduler, grad_clip: float, device, bf16: bool):
+        self.module, self.optimizer, self.scheduler = model.to(device), optimizer, scheduler
+        self.grad_clip, self.device, self.bf16 = grad_clip, device, bf16
+
+    def loss_sum(self, batch: Packed) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return packed_loss_sum(self.module, batch, self.device)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self, boundary: bool) -> float | None:
+        """Called after every micro-step; updates at the accumulation boundary. Returns the grad
+        norm (before clipping) at a boundary."""
+        if not boundary:
+            return None
+        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def save(self, tag_dir: Path) -> None:
+        state = {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+        torch.save(state, tag_dir / "state.pt")
+
+    def load(self, tag_dir: Path) -> None:
+        state = torch.load(tag_dir / "state.pt", map_location=self.device, weights_only=True)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def full_weights(self):
+        return contextlib.nullcontext()
+
+
+class DeepSpeedBackend:
+    """A DeepSpeed engine built from a checked-in JSON config whose "auto" values are filled from
+    the train config. The torch optimizer is passed in, so DeepSpeed builds no FusedAdam."""
+
+    def __init__(self, model, optimizer, scheduler, ds_config: dict, world: int):
+        import deepspeed
+
+        self.engine, *_ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+        )
+        self.module, self.world, self.device = self.engine.module, world, self.engine.device
+        self.stage = ds_config["zero_optimization"]["stage"]
+
+    def loss_sum(self, batch: Packed) -> torch.Tensor:
+        return packed_loss_sum(self.engine, batch, self.device)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        # DeepSpeed averages gradients over processes; undo it, since the loss is already
+        # normalised by the global batch's token count (and accumulation is not rescaled either).
+        self.engine.backward(loss * self.world, scale_wrt_gas=False)
+
+    def step(self, boundary: bool) -> float | None:
+        self.engine.step()  # DeepSpeed counts micro-steps and updates only at the boundary
+        return float(self.engine.get_global_grad_norm()) if boundary else None
+
+    def save(self, tag_dir: Path) -> None:
+        self.engine.save_checkpoint(tag_dir.parent, tag=tag_dir.name, save_latest=False)
+
+    def load(self, tag_dir: Path) -> None:
+        path, _ = self.engine.load_checkpoint(tag_dir.parent, tag=tag_dir.name)
+        if path is None:
+            from mixsd.errors import MixsdError
+
+            raise MixsdError(
+                f"{tag_dir}: DeepSpeed could not load this checkpoint (delete it to restart)"
+            )
+
+    def lr(self) -> float:
+        return self.engine.get_lr()[0]
+
+    def full_weights(self):
+        """Context in which every process holds the full weights (gathers ZeRO-3 shards)."""
+        if self.stage != 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+
+
+def allreduce_sum(values: list[float], world: int) -> list[float]:
+    """Element-wise sum of `values` over all processes (for logging global figures)."""
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(
+        values, dtype=torch.float64, device="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def deepspeed_config(
+    path: Path | None,
+    stage: int,
+    *,
+    batch_size: int,
+    micro: int,
+    accumulation: int,
+    grad_clip: float,
+    bf16: bool,
+) -> dict:
+    """The JSON config at `path` (default `configs/deepspeed/zero<stage>.json`), "auto" filled."""
+    from mixsd.errors import MixsdError
+
+    path = path or DEEPSPEED_CONFIGS / f"zero{stage}.json"
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MixsdError(f"{path}: DeepSpeed config not found") from None
+    except json.JSONDecodeError as e:
+        raise MixsdError(f"{path}: invalid JSON at line {e.lineno}") from None
+    auto = {
+        "train_batch_size": batch_size,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accumulation,
+        "gradient_clipping": grad_clip,
+    }
+    for key, value in auto.items():
+        if config.get(key, "auto") == "auto":
+            config[key] = value
+    if config.get("bf16", {}).get("enabled") == "auto":
+        config["bf16"]["enabled"] = bf16
+    zero = config.setdefault("zero_optimization", {})
+    if zero.get("stage", stage) != stage:
+        raise MixsdError(f"{path}: zero_optimization.stage is {zero['stage']}, but --zero {stage}")
+    zero["stage"] = stage
+    if "optimizer" in config or "scheduler" in config:
+        raise MixsdError(
+            f"{path}: remove 'optimizer'/'scheduler' (mixsd passes AdamW and its LR schedule)"
+        )
+    return config

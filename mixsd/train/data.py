@@ -1,0 +1,148 @@
+"""Training examples from target sets: `prompt_ids + target_ids` from the STORED ids (never
+re-tokenised), loss on the target tokens only.
+
+A set is named `SET` (all of its λ) or `SET:lam=0.3` (several: `SET:lam=0.3,0.5`). Each set must
+have been made with the model's tokenizer (fingerprint check); a λ the set does not hold, a
+missing or invalid set and over-long sequences (with `too_long="refuse"`) are one-line errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mixsd.errors import MixsdError
+
+COLUMNS = ["id", "prompt_ids", "target_ids", "finish_reason", "correct", "answer", "reference"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training sequence: `ids` [n] = prompt then target; loss on `ids[n_prompt:]`."""
+
+    ids: np.ndarray  # int32 [n]
+    n_prompt: int
+    id: str
+    answer: str | None  # the gold answer, for the recall hook
+
+    @property
+    def n_target(self) -> int:
+        return len(self.ids) - self.n_prompt
+
+
+@dataclass
+class DataStats:
+    """What loading kept and dropped, per reason (written to the run's metrics)."""
+
+    rows: int = 0
+    kept: int = 0
+    truncated: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+def parse_target_spec(spec: str) -> tuple[Path, list[float] | None]:
+    """`"SET"` -> (SET, None: every λ); `"SET:lam=0.3,0.5"` -> (SET, [0.3, 0.5])."""
+    root, sep, sel = spec.rpartition(":lam=") if ":lam=" in spec else (spec, "", "")
+    if not sep:
+        return Path(spec), None
+    try:
+        lams = [float(x) for x in sel.split(",") if x.strip()]
+    except ValueError:
+        raise MixsdError(
+            f"--targets {spec}: expected SET or SET:lam=<number>[,<number>...]"
+        ) from None
+    if not lams:
+        raise MixsdError(f"--targets {spec}: no λ after 'lam='")
+    return Path(root), lams
+
+
+def check_set(root: Path, lams: list[float] | None, fingerprint: str) -> None:
+    """Refuse a set that is missing, made with another tokenizer, or lacks a requested λ."""
+    from mixsd.targets.reader import lams as set_lams
+    from mixsd.targets.reader import read_manifest
+
+    if not root.is_dir():
+        raise MixsdError(f"{root}: target set not found (expected a target-set directory)")
+    manifest = read_manifest(root)  # raises MixsdError on a missing or invalid manifest
+    theirs = manifest["provenance"].get("tokenizer")
+    if theirs != fingerprint:
+        raise MixsdError(
+            f"{root}: made with another tokenizer (fingerprint {str(theirs)[:12]}, model's "
+            f"{fingerprint[:12]}); regenerate the set with this model or train the model it was made with"
+        )
+    if lams is not None:
+        held = [x for x in set_lams(root) if x is not None]
+        missing = [x for x in lams if not any(abs(x - h) < 1e-9 for h in held)]
+        if missing:
+            have = ", ".join(f"{h:g}" for h in held) or "none (an SFT set)"
+            raise MixsdError(f"{root}: λ={missing[0]:g} not in the set (it holds λ: {have})")
+
+
+def load_examples(
+    specs: list[str],
+    tokenizer,
+    max_len: int,
+    too_long: str = "truncate",
+    correct_only: bool = False,
+) -> tuple[list[Example], DataStats]:
+    """All training examples of the sets `specs`, in set then stored order.
+
+    Rows without a target (e.g. `prompt_too_long`) are dropped and counted. A sequence longer than
+    `max_len` has its target cut to fit (`too_long="truncate"`, counted) or stops the run
+    (`"refuse"`); a prompt that alone fills `max_len` is dropped.
+    """
+    from mixsd.targets.provenance import tokenizer_fingerprint
+    from mixsd.targets.reader import iter_batches
+
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    examples: list[Example] = []
+    stats = DataStats()
+    for spec in specs:
+        root, lams = parse_target_spec(spec)
+        check_set(root, lams, fingerprint)
+        n_before = len(examples)
+        batches = iter_batches(root, lams=lams, columns=COLUMNS, filter_correct=correct_only)
+        for batch in batches:
+            for row in batch.to_pylist():
+                stats.rows += 1
+                ex = _example(row, max_len, too_long, stats, root, stats.rows)
+                if ex is not None:
+                    examples.append(ex)
+        if len(examples) == n_before:
+            raise MixsdError(
+                f"{spec}: no trainable rows (after filters: {stats.dropped or 'none'})"
+            )
+    stats.kept = len(examples)
+    return examples, stats
+
+
+def _example(
+    row: dict, max_len: int, too_long: str, stats: DataStats, root: Path, n: int
+) -> Example | None:
+    prompt, target = row["prompt_ids"] or [], row["target_ids"] or []
+    if not target:
+        stats.drop(f"no target ({row['finish_reason']})")
+        return None
+    if not prompt:
+        stats.drop("empty prompt")
+        return None
+    if len(prompt) + len(target) > max_len:
+        if too_long == "refuse":
+            raise MixsdError(
+                f"{root}: row {n} (id {row['id']}): prompt_ids + target_ids = "
+                f"{len(prompt) + len(target)} tokens, over max_len {max_len} "
+                "(use --max-len, or too_long: truncate to cut targets)"
+            )
+        if len(prompt) >= max_len:
+            stats.drop("prompt over max_len")
+            return None
+        target = target[: max_len - len(prompt)]
+        stats.truncated += 1
+    ids = np.asarray(prompt + target, dtype=np.int32)
+    answer = row["answer"] if row.get("answer") is not None else row.get("reference")
+    return Example(ids=ids, n_prompt=len(prompt), id=str(row["id"]), answer=answer)

@@ -1,0 +1,67 @@
+"""Data layer: stored ids, target-only loss span, λ selection, filters, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixsd.errors import MixsdError
+from mixsd.train.data import load_examples, parse_target_spec
+
+from .conftest import set_rows, write_set
+
+
+def test_parse_target_spec(tmp_path):
+    assert parse_target_spec("a/b") == (tmp_path.__class__("a/b"), None)
+    assert parse_target_spec("a/b:lam=0.3,0.5")[1] == [0.3, 0.5]
+    with pytest.raises(MixsdError, match="expected SET or SET:lam"):
+        parse_target_spec("a:lam=x")
+
+
+def test_examples_are_the_stored_ids(mixsd_set, tiny_tokenizer):
+    examples, stats = load_examples([f"{mixsd_set}:lam=0.5"], tiny_tokenizer, max_len=2048)
+    rows = [r for r in set_rows(tiny_tokenizer, 16, "mixsd", 0.5, answer_len=2)]
+    assert stats.rows == stats.kept == len(examples) == 16
+    by_id = {e.id: e for e in examples}
+    for r in rows:
+        e = by_id[r["id"]]
+        assert e.ids.tolist() == r["prompt_ids"] + r["target_ids"]
+        assert e.n_prompt == len(r["prompt_ids"]) and e.answer == r["answer"]
+
+
+def test_all_lams_and_correct_only(mixsd_set, tiny_tokenizer):
+    both, _ = load_examples([str(mixsd_set)], tiny_tokenizer, max_len=2048)
+    good, stats = load_examples([str(mixsd_set)], tiny_tokenizer, max_len=2048, correct_only=True)
+    assert len(both) == 32 and len(good) == 32 - 2 * 3  # ids 4, 9, 14 are marked incorrect
+
+
+def test_too_long_truncates_with_count_or_refuses(sft_set, tiny_tokenizer):
+    full, _ = load_examples([str(sft_set)], tiny_tokenizer, max_len=2048)
+    limit = max(e.n_prompt for e in full) + 2
+    cut, stats = load_examples([str(sft_set)], tiny_tokenizer, max_len=limit)
+    assert stats.truncated == sum(len(e.ids) > limit for e in full) > 0
+    assert all(len(e.ids) <= limit and e.n_target >= 2 for e in cut)
+    with pytest.raises(MixsdError, match=r"row \d+ \(id q\d+\).*over max_len"):
+        load_examples([str(sft_set)], tiny_tokenizer, max_len=limit, too_long="refuse")
+
+
+def test_bad_sets(tmp_path, sft_set, mixsd_set, tiny_tokenizer):
+    with pytest.raises(MixsdError, match="not found"):
+        load_examples([str(tmp_path / "nope")], tiny_tokenizer, max_len=2048)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MixsdError, match="not a target set"):
+        load_examples([str(tmp_path / "empty")], tiny_tokenizer, max_len=2048)
+    with pytest.raises(MixsdError, match=r"λ=0.4 not in the set \(it holds λ: 0.3, 0.5\)"):
+        load_examples([f"{mixsd_set}:lam=0.4"], tiny_tokenizer, max_len=2048)
+    with pytest.raises(MixsdError, match="SFT set"):
+        load_examples([f"{sft_set}:lam=0.3"], tiny_tokenizer, max_len=2048)
+
+
+def test_tokenizer_mismatch_is_refused(tmp_path, tiny_tokenizer):
+    root = write_set(
+        tmp_path / "other",
+        tiny_tokenizer,
+        set_rows(tiny_tokenizer, 2, "sft", None),
+        fingerprint="sha256:" + "0" * 64,
+    )
+    with pytest.raises(MixsdError, match="made with another tokenizer"):
+        load_examples([str(root)], tiny_tokenizer, max_len=2048)

@@ -1,0 +1,211 @@
+"""The training loop on CPU: learning, export, resume, batch-split invariance, DeepSpeed ZeRO-2/3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mixsd.config import load_config
+from mixsd.train import TrainConfig, run
+
+
+def _cfg(tiny_model_dir, targets, out, **kw):
+    base = dict(
+        model=str(tiny_model_dir), targets=targets, out=out, batch_size=4, lr=3e-3, warmup_steps=2
+    )
+    return load_config(TrainConfig, None, **{**base, **kw})
+
+
+def _losses(run_dir):
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [x["loss"] for x in lines if "loss" in x]
+
+
+def _weights(model_dir):
+    return load_file(model_dir / "model.safetensors")
+
+
+def test_sft_set_learns_and_export_loads_and_generates(tiny_model_dir, sft_set, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = _cfg(tiny_model_dir, [str(sft_set)], tmp_path / "run", epochs=4, recall_every_epoch=True,
+               recall_max_new_tokens=4, export_every_epoch=True)  # fmt: skip
+    model_dir = run(cfg)
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 4 * 4
+    assert sum(losses[-4:]) < 0.7 * sum(losses[:4])  # last epoch vs first
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if "recall" in x] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "run" / "exports").iterdir()) == [
+        f"epoch-{k}" for k in (1, 2, 3, 4)
+    ]
+    assert _weights(tmp_path / "run" / "exports" / "epoch-4").keys() == _weights(model_dir).keys()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    base = _weights(tiny_model_dir)
+    trained = model.state_dict()
+    assert (
+        trained["lm_head.weight"].data_ptr() == trained["model.embed_tokens.weight"].data_ptr()
+    )  # tied
+    assert not torch.equal(trained["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+    out = model.generate(torch.tensor([tok.encode("What is")]), max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > 2
+
+
+def test_mixsd_set_at_one_lambda_learns(tiny_model_dir, mixsd_set, tmp_path):
+    run(_cfg(tiny_model_dir, [f"{mixsd_set}:lam=0.5"], tmp_path / "run", epochs=4))
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 16 and sum(losses[-4:]) < 0.7 * sum(losses[:4])
+    data = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert data["examples"] == 16  # only λ=0.5 rows
+
+
+def test_kill_and_resume_reaches_the_same_weights(tiny_model_dir, sft_set, tmp_path):
+    kw = dict(steps=9, micro_batch_size=2, schedule="cosine", save_every=2)
+    whole = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "a", **kw))
+    cfg = _cfg(tiny_model_dir, [str(sft_set)], tmp_path / "b", **kw)
+    run(cfg, stop_after=5)  # "killed" after step 5 (checkpoint at 4 and at the stop)
+    assert not (tmp_path / "b" / "model").exists()
+    assert (tmp_path / "b" / "checkpoints" / "latest").read_text() == "step-5"
+    resumed = run(cfg)
+    for k, v in _weights(whole).items():
+        assert torch.equal(v, _weights(resumed)[k]), k
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")  # metrics trimmed, not duplicated
+
+
+def test_resume_refuses_a_changed_trajectory(tiny_model_dir, sft_set, tmp_path):
+    from mixsd.errors import MixsdError
+
+    run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "r", steps=2), stop_after=1)
+    with pytest.raises(MixsdError, match="cannot resume with a different 'lr'"):
+        run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "r", steps=2, lr=1e-3))
+
+
+def test_accumulation_gives_the_same_update(tiny_model_dir, mixsd_set, tmp_path):
+    """One micro-batch of 8 vs 4 accumulated micro-batches of 2 (with gradient checkpointing):
+    the same token-mean gradient, so the same weights."""
+    a = run(_cfg(tiny_model_dir, [str(mixsd_set)], tmp_path / "a", steps=3, batch_size=8))
+    b = run(
+        _cfg(
+            tiny_model_dir,
+            [str(mixsd_set)],
+            tmp_path / "b",
+            steps=3,
+            batch_size=8,
+            micro_batch_size=2,
+            gradient_checkpointing=True,
+        )
+    )
+    wa, wb = _weights(a), _weights(b)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(_losses(tmp_path / "a"), _losses(tmp_path / "b"), rtol=1e-5, atol=0)
+
+
+def _cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "mixsd", "train", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_bad_input_is_one_line(tiny_model_dir, sft_set, tmp_path):
+    p = _cli("--model", tiny_model_dir, "--targets", f"{sft_set}:lam=0.3", "--out", tmp_path / "r")
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "λ=0.3 not in the set" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_config_checks(tiny_model_dir, sft_set, tmp_path):
+    from mixsd.errors import MixsdError
+
+    with pytest.raises(MixsdError, match="several processes need DeepSpeed"):
+        _cfg(tiny_model_dir, [str(sft_set)], tmp_path, nproc=2)
+    with pytest.raises(MixsdError, match="micro_batch_size.: 3 does not divide the 8"):
+        _cfg(
+            tiny_model_dir, [str(sft_set)], tmp_path, batch_size=16, micro_batch_size=3
+        ).micro_and_accumulation(2)
+    assert _cfg(
+        tiny_model_dir, [str(sft_set)], tmp_path, batch_size=16, micro_batch_size=2
+    ).micro_and_accumulation(2) == (2, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_two_ranks_match_one_plain_process(stage, tiny_model_dir, sft_set, tmp_path):
+    """2 CPU ranks (gloo) give the plain single process's losses and weights. Batch 6 over 16 rows
+    leaves a short last batch (an idle micro-step on both ranks). ZeRO-3 partitions every tensor
+    (persistence threshold 0) and is killed after 3 steps and resumed."""
+    kw = dict(steps=6, batch_size=6)
+    plain = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "plain", **kw))
+    ds_config = tmp_path / "ds.json"
+    cfg = json.loads(open(f"configs/deepspeed/zero{stage}.json").read())
+    cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    ds_config.write_text(json.dumps(cfg))
+    args = [
+        "--model",
+        tiny_model_dir,
+        "--targets",
+        sft_set,
+        "--out",
+        tmp_path / "ds",
+        "--steps",
+        6,
+        "--batch-size",
+        6,
+        "--micro-batch-size",
+        1,
+        "--lr",
+        3e-3,
+        "--warmup-steps",
+        2,
+        "--zero",
+        stage,
+        "--nproc",
+        2,
+        "--deepspeed-config",
+        ds_config,
+    ]
+    if stage == 3:
+        p = _cli(*args, "--stop-after", 3)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert not (tmp_path / "ds" / "model").exists()
+    p = _cli(*args)
+    assert p.returncode == 0, p.stderr[-3000:]
+    torch.testing.assert_close(
+        _losses(tmp_path / "ds"), _losses(tmp_path / "plain"), rtol=1e-5, atol=0
+    )
+    wp, wd = _weights(plain), _weights(tmp_path / "ds" / "model")
+    assert wp.keys() == wd.keys()
+    for k in wp:
+        torch.testing.assert_close(wd[k], wp[k], rtol=1e-4, atol=1e-5)
+
+
+def test_recall_counts_what_greedy_decoding_says(tiny_model, tiny_tokenizer):
+    """Gold answers taken from the model's own greedy continuation are recalled; others are not."""
+    import numpy as np
+
+    from mixsd.train.data import Example
+    from mixsd.train.recall import greedy_recall
+
+    rng = np.random.default_rng(0)  # random prompts: the untrained model continues them variously
+    prompts = [rng.integers(10, 400, 12).tolist() for _ in range(3)]
+    with torch.no_grad():
+        outs = [
+            tiny_model.generate(torch.tensor([p]), max_new_tokens=8, do_sample=False)[0, 12:]
+            for p in prompts
+        ]
+    texts = [tiny_tokenizer.decode(o, skip_special_tokens=True) for o in outs]
+    answers = [texts[0].strip(), texts[1].strip(), "not-what-it-says"]
+    assert all(answers)
+    exs = [Example(np.asarray(p + [1], dtype=np.int32), len(p), f"q{i}", a)
+           for i, (p, a) in enumerate(zip(prompts, answers, strict=True))]  # fmt: skip
+    assert greedy_recall(tiny_model, tiny_tokenizer, exs, 10, 8, methods=("contains",)) == 2 / 3
+    assert greedy_recall(tiny_model, tiny_tokenizer, exs, 1, 8, methods=("contains",)) == 1.0
