@@ -1,21 +1,40 @@
-# mixsd: the pipeline in make targets. Every target that needs the environment creates it.
-#   make demo     the whole pipeline on the embedded toy world (CPU, ~30 min)
-#   make test     the test suite (what CI runs)
-# Overrides: PY, VENV, TORCH_SPEC, EXTRAS, MODEL, INPUT, ENGINE, LAMBDAS, BATCH, NGPUS, ZERO, ...
+# mixsd: the pipeline as make targets. Every target that needs the environment creates it.
+#   make demo       the whole pipeline on the embedded toy world (CPU, ~30 min on 2 cores)
+#   make test       the test suite (what CI runs)
+#   make data -> make generate -> make train -> make evaluate    the stages, one at a time
+# Variables below can be overridden: make generate MODEL=path/to/model LAMBDAS=0,0.5 ENGINE=vllm
 
 PY         ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS     ?= deepspeed,dev
 # The CUDA-only vLLM wheel, without its dependencies, so its processor interfaces import on CPU
-# for the tests. Set VLLM_INTERFACES=0 (and add `vllm` to EXTRAS) on a GPU machine.
+# for the tests. On a GPU machine: make setup VLLM_INTERFACES=0 EXTRAS=deepspeed,dev,vllm
 VLLM_INTERFACES ?= 1
+
+DATA    ?= data
+SEED    ?= 0
+TOY     := $(DATA)/models/toy
+MODEL   ?= $(TOY)
+INPUT   ?= $(DATA)/kgfact/train.jsonl
+ENGINE  ?= hf
+LAMBDAS ?= 0,0.3,0.5,0.7
+BATCH   ?= 32
+TARGETS ?= $(DATA)/targets/kgfact-small
+LAM     ?= 0.3
+RUN     ?= runs/kgfact-lam$(LAM)
+NGPUS   ?= 1
+ZERO    ?= none
+HOSTFILE ?=
+TRAIN_ARGS ?=
+REPORT  ?= reports/kgfact
+
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.mixsd-installed
 PIN   := $(VENV)/torch-pin.txt
 MIXSD := $(BIN)/mixsd
 
-.PHONY: setup test lint data generate train evaluate demo bench clean
+.PHONY: setup test lint data model generate train evaluate demo bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/vllm-interfaces.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +55,52 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mixsd tests benchmarks
+	$(BIN)/ruff format --check mixsd tests benchmarks
+
+# ---- stage 1: data (input sets, corpora, models) ------------------------------------------------
+data: $(STAMP)
+	$(MIXSD) data kgfact --config configs/kgfact.yaml --seed $(SEED) --out $(DATA)/kgfact
+	$(MIXSD) data kgfact --config configs/kgfact.yaml --size large --seed $(SEED) --out $(DATA)/kgfact-large
+	$(MIXSD) data kgfunc --config configs/kgfunc.yaml --seed $(SEED) --out $(DATA)/kgfunc
+	$(MIXSD) data validate $(DATA)/kgfact/train.jsonl
+	$(MIXSD) model tiny --out $(DATA)/models/tiny
+
+$(DATA)/kgfact/train.jsonl: | $(STAMP)
+	$(MIXSD) data kgfact --config configs/kgfact.yaml --seed $(SEED) --out $(DATA)/kgfact
+
+# the pretrained toy base (~10 min on 2 cores), the default MODEL
+model: $(TOY)/config.json
+$(TOY)/config.json: | $(STAMP)
+	$(MIXSD) model toy --config configs/toy.yaml --seed $(SEED) --out $(TOY)
+
+# ---- stage 2: generate MixSD target sets (a lambda sweep) ----------------------------------------
+generate: $(STAMP) $(INPUT) $(if $(filter $(TOY),$(MODEL)),$(TOY)/config.json)
+	$(MIXSD) generate --config configs/generate.yaml --model $(MODEL) --input $(INPUT) \
+	  --out $(TARGETS) --engine $(ENGINE) --lam $(LAMBDAS) --batch-size $(BATCH) --seed $(SEED)
+
+# ---- stage 3: train on a target set (NGPUS processes; ZERO=0..3 for DeepSpeed) -------------------
+TRAIN_FLAGS = --config configs/train.yaml --model $(MODEL) --targets $(TARGETS):lam=$(LAM) \
+  --out $(RUN) --zero $(ZERO) --seed $(SEED) $(TRAIN_ARGS)
+train: $(STAMP)
+ifeq ($(HOSTFILE),)
+	$(MIXSD) train $(TRAIN_FLAGS) --nproc $(NGPUS)
+else
+	$(BIN)/deepspeed --hostfile $(HOSTFILE) --no_local_rank --module mixsd train $(TRAIN_FLAGS)
+endif
+
+# ---- stage 4: evaluate (memorization vs retention, target NLL, drift, report) --------------------
+evaluate: $(STAMP)
+	$(MIXSD) evaluate --config configs/evaluate.yaml --base $(MODEL) --model $(RUN) \
+	  --input $(dir $(INPUT)) --targets $(TARGETS) --out $(REPORT)
+
+# ---- the whole claim on the toy world -------------------------------------------------------------
+demo: $(STAMP)
+	MIXSD=$(MIXSD) SEED=$(SEED) bash scripts/demo.sh
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/generate_bench.py
+	$(BIN)/python benchmarks/train_bench.py
+	$(BIN)/python benchmarks/targets_bench.py
 
 clean:
 	rm -rf data runs reports build .pytest_cache
