@@ -175,18 +175,9 @@ def _message_lines(root, tokenizer) -> Iterator[str]:
 
 def _user_wrapping(tokenizer) -> tuple[str, str]:
     """The text a prompt has before and after the user's words, as `render_user_turn` writes it."""
-    from mixsd.data.templates import PLAIN_TEMPLATE
+    from mixsd.data.templates import render_user_turn
 
-    if tokenizer.chat_template:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": MARKER}],
-            add_generation_prompt=True,
-            tokenize=False,
-            enable_thinking=False,
-        )
-    else:
-        text = tokenizer.decode(tokenizer(PLAIN_TEMPLATE.format(user=MARKER))["input_ids"])
-    pre, _, post = text.partition(MARKER)
+    pre, _, post = tokenizer.decode(render_user_turn(tokenizer, MARKER)).partition(MARKER)
     return pre, post
 
 
