@@ -113,17 +113,11 @@ def train(
 
 
 def _precheck(cfg) -> None:
-    from transformers import AutoTokenizer
-
+    from mixsd.data.models import load_tokenizer
     from mixsd.targets.provenance import tokenizer_fingerprint
     from mixsd.train.data import check_set, parse_target_spec
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    except (OSError, ValueError) as e:
-        raise MixsdError(
-            f"{cfg.model}: cannot load the tokenizer ({str(e).splitlines()[0]})"
-        ) from None
+    tokenizer = load_tokenizer(cfg.model)
     for spec in cfg.targets:
         check_set(*parse_target_spec(spec), tokenizer_fingerprint(tokenizer))
     cfg.micro_and_accumulation(cfg.nproc)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from mixsd.errors import MixsdError
+
 # ChatML, the format of the chat models MixSD was published on. `<|im_end|>` ends an assistant
 # turn and is the model's EOS; `<|endoftext|>` pads and separates documents in pretraining.
 CHAT_TEMPLATE = (
@@ -99,3 +101,36 @@ def build_tiny_model(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def _load(what: str, path, load):
+    """Run `load()`; a missing directory or a failed load becomes one line naming `path`."""
+    text = str(path)
+    local = Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") != 1
+    if local and not Path(text).expanduser().is_dir():
+        raise MixsdError(f"{path}: model directory not found")
+    try:
+        return load()
+    except (OSError, ValueError) as e:  # what transformers raises for a dir that is not a model
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MixsdError(f"{path}: cannot load the {what} ({first})") from None
+
+
+def load_tokenizer(path):
+    """The tokenizer of a model directory (or hub id, where a hub is reachable)."""
+    from transformers import AutoTokenizer
+
+    return _load("tokenizer", path, lambda: AutoTokenizer.from_pretrained(path))
+
+
+def load_model(path, device: str = "cpu", dtype: str = "float32"):
+    """An eval-mode causal LM on `device` in `dtype` ("float32", "bfloat16", "float16")."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = _load(
+        "model",
+        path,
+        lambda: AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)),
+    )
+    return model.to(device).eval()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from mixsd.data.models import load_model, load_tokenizer
 from mixsd.errors import MixsdError
 
 
@@ -23,15 +24,12 @@ def greedy_answers(
     than the model allows gets an empty answer (scored wrong).
     """
     from mixsd.generate.core import Sampling
-    from mixsd.generate.hf_engine import HFEngine, load_model
+    from mixsd.generate.hf_engine import HFEngine
     from mixsd.generate.jobs import Job
     from mixsd.generate.runner import stop_ids
 
     tokenizer = load_tokenizer(model_dir)
-    try:
-        model = load_model(model_dir, device, dtype)
-    except (OSError, ValueError) as e:
-        raise MixsdError(f"{model_dir}: cannot load the model ({type(e).__name__})") from None
+    model = load_model(model_dir, device, dtype)
     engine = HFEngine(
         model,
         Sampling(temperature=0.0),
@@ -111,16 +109,6 @@ def cpu_params(path) -> dict:
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
     return {n: p.detach() for n, p in model.named_parameters()}
-
-
-def load_tokenizer(path):
-    """The tokenizer of a model dir; MixsdError when there is none."""
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise MixsdError(f"{path}: not a model dir with a tokenizer ({type(e).__name__})") from None
 
 
 def _weights_digest(d: Path) -> str:

@@ -15,12 +15,12 @@ from tqdm import tqdm
 
 from mixsd.config import to_dict
 from mixsd.data import templates
+from mixsd.data.models import load_model, load_tokenizer
 from mixsd.errors import MixsdError
 from mixsd.evaluate.checkpoints import (
     check_tokenizers,
     cpu_params,
     greedy_answers,
-    load_tokenizer,
     resolve_models,
 )
 from mixsd.evaluate.config import EvaluateConfig
@@ -38,7 +38,6 @@ def evaluate(cfg: EvaluateConfig) -> Path:
 
     from mixsd.evaluate import fisher as fisher_mod
     from mixsd.evaluate.nll import summarize, target_set_nll
-    from mixsd.generate.hf_engine import load_model
 
     device = cfg.device
     if device == "auto":

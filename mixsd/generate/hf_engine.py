@@ -36,20 +36,13 @@ _HEAD_ROWS = 512  # positions per lm-head chunk (bounds the [rows, vocab] fp32 l
 _REFILL = 0.25  # admit queued jobs once this fraction of the slots is free (prefill in groups)
 
 
-def load_model(path, device: str = "cpu", dtype: str = "float32"):
-    """An eval-mode causal LM from a local directory on `device` in `dtype` ("float32",
-    "bfloat16", "float16"). Raises OSError/ValueError when the directory does not hold one."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-    return model.to(device).eval()
-
-
 @dataclass
 class _Seq:
     job: Job
     mode: int
-    prompt_len: int  # the longer prompt (expert's when there is one): it reaches max_model_len first
+    prompt_len: (
+        int  # the longer prompt (expert's when there is one): it reaches max_model_len first
+    )
     tokens: list[int] = field(default_factory=list)
     source: list[int] = field(default_factory=list)
     elp: list[float] = field(default_factory=list)

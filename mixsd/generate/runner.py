@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from importlib.metadata import version
 
 from mixsd.answers import is_correct
+from mixsd.data.models import load_model, load_tokenizer
 from mixsd.errors import MixsdError
 from mixsd.generate.config import GenerateConfig
 from mixsd.generate.core import sequence_key
@@ -47,16 +48,6 @@ def stop_ids(tokenizer, extra: Iterable[str]) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MixsdError(f"{path}: cannot load the model's tokenizer ({first})") from None
-
-
 def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
     """The engine and its provenance entry; a model that does not load is a MixsdError."""
     common = dict(
@@ -70,16 +61,12 @@ def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
         return VLLMEngine(cfg.model, dtype=cfg.dtype, seed=cfg.seed, **common)
     import torch
 
-    from mixsd.generate.hf_engine import HFEngine, load_model
+    from mixsd.generate.hf_engine import HFEngine
 
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise MixsdError(f"option 'device': {cfg.device} requested but no CUDA device is visible")
-    try:
-        model = load_model(cfg.model, cfg.device, cfg.dtype)
-        return HFEngine(model, pad_id=pad_id, **common)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MixsdError(f"{cfg.model}: cannot load the model ({first})") from None
+    model = load_model(cfg.model, cfg.device, cfg.dtype)
+    return HFEngine(model, pad_id=pad_id, **common)
 
 
 def provenance(cfg: GenerateConfig, tokenizer, templates, records, stops: list[int]) -> dict:
@@ -114,7 +101,7 @@ def run(cfg: GenerateConfig) -> dict:
     from mixsd.targets.writer import TargetSetWriter, existing_keys
 
     records = load_records(cfg.input)
-    tokenizer = _load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model)
     stops = stop_ids(tokenizer, cfg.stop)
     templates = load_templates(cfg.templates)
     prov = provenance(cfg, tokenizer, templates, records, stops)

@@ -55,15 +55,9 @@ def _check_resume(run: Path, cfg: TrainConfig) -> None:
 
 def _load_model(path: str):
     """(tokenizer, fp32 model) of `path`; a one-line error when it is not a model directory."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from mixsd.data.models import load_model, load_tokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch.float32
-        )
-    except (OSError, ValueError) as e:
-        raise MixsdError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
+    return load_tokenizer(path), load_model(path)
 
 
 def _build(cfg: TrainConfig, model, world: int, total: int):
