@@ -56,8 +56,9 @@ def load_records(path: str | Path) -> list[Record]:
     """The records at `path`; raises MixsdError naming the first problem when there is any."""
     records, problems = check(path)
     if problems:
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise MixsdError(f"{problems[0]}{more}; run 'mixsd data validate {path}' to list them")
+        more = len(problems) - 1
+        hint = f" (and {more} more: 'mixsd data validate {path}' lists them)" if more else ""
+        raise MixsdError(f"{problems[0]}{hint}")
     return records
 
 

@@ -122,8 +122,14 @@ def test_load_records_names_first_problem_and_count(tmp_path):
         load_records(path)
     assert str(err.value) == (
         f"{path}:1: field 'reference': missing (required: a non-empty string) "
-        f"(and 2 more problems); run 'mixsd data validate {path}' to list them"
+        f"(and 2 more: 'mixsd data validate {path}' lists them)"
     )
+
+
+def test_load_records_single_problem_has_no_hint(tmp_path):
+    with pytest.raises(MixsdError) as err:
+        load_records(tmp_path / "missing.jsonl")
+    assert str(err.value) == f"{tmp_path / 'missing.jsonl'}: not found"
 
 
 def test_check_keeps_valid_records_and_unicode(tmp_path):
