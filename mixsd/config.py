@@ -72,10 +72,14 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return coerce(value, inner[0], name)
     if origin in (list, tuple):
-        items = value.split(",") if isinstance(value, str) else value
+        item_type = args[0] if args else str
+        # "0,0.3,0.5" is a list of numbers; a string item may itself hold commas (SET:lam=0.3,0.5)
+        if isinstance(value, str):
+            items = value.split(",") if item_type in (int, float) else [value]
+        else:
+            items = value
         if not isinstance(items, (list, tuple)):
             raise ValueError(f"option '{name}': expected a list, got {value!r}")
-        item_type = args[0] if args else str
         out = [
             coerce(v.strip() if isinstance(v, str) else v, item_type, name)
             for v in items
@@ -92,9 +96,13 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"option '{name}': expected a number, got {value!r}")
         try:
-            number = float(value) if hint is float else int(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"option '{name}': expected {hint.__name__}, got {value!r}") from None
+        if hint is int:
+            if not number.is_integer():  # batch_size: 1.5 must not become 1
+                raise ValueError(f"option '{name}': expected int, got {value!r}")
+            return int(number)
         return number
     if hint is Path:
         return Path(value)

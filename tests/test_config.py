@@ -41,6 +41,7 @@ def test_flags_alone():
     [
         ("model: m\nbogus: 1\n", {}, "unknown option 'bogus'"),
         ("model: m\n", {"batch_size": "many"}, "option 'batch_size': expected int"),
+        ("model: m\nbatch_size: 1.5\n", {}, "option 'batch_size': expected int, got 1.5"),
         ("model: m\n", {"lams": "0.3,2"}, "lam must be in [0, 1]"),
         ("model: m\n", {"fast": "perhaps"}, "option 'fast': expected true or false"),
         ("lams: [0.1]\n", {}, "missing 1 required positional argument: 'model'"),
@@ -60,3 +61,15 @@ def test_errors_are_one_line_and_name_the_file(tmp_path, yaml_text, overrides, m
 def test_missing_file():
     with pytest.raises(MixsdError, match="file not found"):
         load_config(Demo, "/nonexistent/c.yaml")
+
+
+@dataclass
+class Paths:
+    targets: list[str] = field(default_factory=list)
+
+
+def test_string_lists_are_not_split_on_commas(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("targets: SET:lam=0.3,0.5\n")
+    assert load_config(Paths, path).targets == ["SET:lam=0.3,0.5"]
+    assert load_config(Paths, None, targets=["a", "b"]).targets == ["a", "b"]

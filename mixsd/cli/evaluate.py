@@ -65,7 +65,7 @@ def evaluate(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         limit=limit,
-        answer_methods=answer_methods,
+        answer_methods=answer_methods.split(",") if answer_methods else None,
         fisher_examples=fisher_examples,
         device=device,
         dtype=dtype,

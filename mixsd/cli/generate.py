@@ -35,10 +35,17 @@ def generate(
         int | None, Opt(help="Rejection sampling: extra attempts when the answer is wrong.")
     ] = None,
     device: Annotated[str | None, Opt(help="cpu or cuda[:i] (hf engine).")] = None,
-    dtype: Annotated[str | None, Opt(help="float32, bfloat16 or float16.")] = None,
+    dtype: Annotated[
+        str | None, Opt(help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16.")
+    ] = None,
+    tensor_parallel_size: Annotated[int | None, Opt(help="vllm: GPUs per engine.")] = None,
+    gpu_memory_utilization: Annotated[
+        float | None, Opt(help="vllm: share of each GPU for weights and KV cache.")
+    ] = None,
+    vllm_runner: Annotated[str | None, Opt(help="vllm: v2 (Model Runner V2) or v1.")] = None,
     templates: Annotated[str | None, Opt(help="YAML of expert templates per kind.")] = None,
     stop: Annotated[
-        str | None, Opt(help="Extra stop tokens (token strings or ids), comma-separated.")
+        list[str] | None, Opt(help="Extra stop token (a token string or id); repeatable.")
     ] = None,
     no_other_logprobs: Annotated[
         bool, Opt("--no-other-logprobs", help="lambda 0/1: skip the other conditional's log-probs.")
@@ -54,6 +61,8 @@ def generate(
         max_model_len=max_model_len, seed=seed, engine=engine, batch_size=batch_size,
         shard=shard, max_retries=max_retries, device=device, dtype=dtype, templates=templates,
         stop=stop, other_logprobs=False if no_other_logprobs else None,
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization, vllm_runner=vllm_runner,
     )  # fmt: skip
     from mixsd.generate.runner import run  # torch and transformers: after the cheap checks
 

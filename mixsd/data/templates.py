@@ -18,6 +18,8 @@ from mixsd.data.records import KINDS, Record
 from mixsd.errors import MixsdError
 
 PLAIN_TEMPLATE = "Question: {user}\nAnswer: "
+# Tokens that end an assistant turn in the common chat formats (ChatML, Llama 3, plain LMs).
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>")
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,21 @@ def build_prompt_pair(
     )
 
 
-def target_ids(tokenizer, text: str) -> list[int]:
-    """Ids of an assistant answer as a training target: the text then the end-of-turn token (EOS).
+def end_of_turn_id(tokenizer) -> int:
+    """The token that closes an assistant turn: the chat format's end-of-turn token when the
+    tokenizer has a chat template and one of `END_OF_TURN`, else EOS."""
+    vocab = tokenizer.get_vocab()
+    if tokenizer.chat_template:
+        for token in END_OF_TURN:
+            if token in vocab:
+                return vocab[token]
+    return tokenizer.eos_token_id
 
-    Used for SFT targets from references; MixSD targets carry the stop token the engine emitted.
+
+def target_ids(tokenizer, text: str) -> list[int]:
+    """Ids of an assistant answer as a training target: the text then the end-of-turn token.
+
+    Used for SFT targets from references, so they teach the same stop as MixSD targets, which end
+    with the stop token the engine emitted (a model stops on its end-of-turn token).
     """
-    return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return tokenizer(text, add_special_tokens=False)["input_ids"] + [end_of_turn_id(tokenizer)]

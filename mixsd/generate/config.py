@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ENGINES = ("hf", "vllm")
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+VLLM_RUNNERS = ("v2", "v1")
 
 
 @dataclass
@@ -30,10 +31,13 @@ class GenerateConfig:
     shard: str = "0/1"
     max_retries: int = 0
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "auto"  # hf: bfloat16 on CUDA, float32 on CPU; vllm: the model's own
     templates: str | None = None
     stop: list[str] = field(default_factory=list)  # extra stop tokens: token strings or ids
     other_logprobs: bool = True
+    tensor_parallel_size: int = 1  # vllm: GPUs per engine
+    gpu_memory_utilization: float = 0.9  # vllm: share of each GPU for weights + KV cache
+    vllm_runner: str = "v2"  # vllm: Model Runner V2 (default) or the V1 runner
     rows_per_part: int = 1000
     flush_seconds: float = 300.0  # write buffered rows at least this often (bounds a kill's loss)
 
@@ -45,7 +49,8 @@ class GenerateConfig:
                 raise ValueError(f"option 'lam': {lam} is outside [0, 1]")
         if len(set(self.lam)) != len(self.lam):
             raise ValueError(f"option 'lam': repeated value in {self.lam}")
-        positive = ("samples", "max_new_tokens", "max_model_len", "batch_size", "rows_per_part")
+        positive = ("samples", "max_new_tokens", "max_model_len", "batch_size", "rows_per_part",
+                    "tensor_parallel_size")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"option '{name}': must be >= 1, got {getattr(self, name)}")
@@ -57,12 +62,22 @@ class GenerateConfig:
             raise ValueError(f"option 'engine': expected one of {', '.join(ENGINES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"option 'dtype': expected one of {', '.join(DTYPES)}")
+        if self.vllm_runner not in VLLM_RUNNERS:
+            raise ValueError(f"option 'vllm_runner': expected one of {', '.join(VLLM_RUNNERS)}")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ValueError("option 'gpu_memory_utilization': must be in (0, 1]")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"option 'device': expected cpu or cuda[:i], got {self.device!r}")
         from mixsd.targets.writer import parse_shard
 
         self.shard = parse_shard(self.shard)  # canonical "i-of-N"
         self.sampling()  # Sampling's own checks: temperature, top_k, top_p
+
+    def torch_dtype(self) -> str:
+        """The hf engine's dtype: "auto" is bfloat16 on CUDA, float32 on CPU."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if self.device.startswith("cuda") else "float32"
 
     def sampling(self):
         """The token-choice settings as the mixing core's `Sampling`."""

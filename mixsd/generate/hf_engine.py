@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import DynamicLayer
 
+from mixsd.errors import MixsdError
 from mixsd.generate.core import COIN, TOKEN, Sampling, keyed_uniforms, mix_step, token_logprobs
 from mixsd.generate.hf_batch import GrowLayer, LiveBatch
 from mixsd.generate.jobs import Job, Result
@@ -86,10 +87,12 @@ class HFEngine:
         self.device = next(model.parameters()).device
         layers = DynamicCache(config=model.config).layers
         if any(type(layer) is not DynamicLayer for layer in layers):
-            raise ValueError(
-                "the transformers engine needs a model with full-attention layers only"
+            raise MixsdError(
+                f"{model.name_or_path}: the hf engine needs full-attention layers only "
+                "(this model has sliding-window or linear-attention layers); use --engine vllm"
             )
         self._n_layers = len(layers)
+        self.stats: dict[str, int] = {}  # engine counters for the set's stats (vLLM: divergences)
 
     def _new_cache(self):
         from transformers import DynamicCache

@@ -17,12 +17,11 @@ from importlib.metadata import version
 
 from mixsd.answers import is_correct
 from mixsd.data.models import load_model, load_tokenizer
+from mixsd.data.templates import END_OF_TURN
 from mixsd.errors import MixsdError
 from mixsd.generate.config import GenerateConfig
 from mixsd.generate.core import sequence_key
 from mixsd.generate.jobs import Job, Result
-
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>")
 
 
 def in_shard(example_id: str, shard: str) -> bool:
@@ -58,14 +57,18 @@ def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
     if cfg.engine == "vllm":
         from mixsd.generate.vllm_engine import VLLMEngine
 
-        return VLLMEngine(cfg.model, dtype=cfg.dtype, seed=cfg.seed, **common)
+        return VLLMEngine(
+            cfg.model, dtype=cfg.dtype, seed=cfg.seed, runner=cfg.vllm_runner,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization, **common,
+        )  # fmt: skip
     import torch
 
     from mixsd.generate.hf_engine import HFEngine
 
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise MixsdError(f"option 'device': {cfg.device} requested but no CUDA device is visible")
-    model = load_model(cfg.model, cfg.device, cfg.dtype)
+    model = load_model(cfg.model, cfg.device, cfg.torch_dtype())
     return HFEngine(model, pad_id=pad_id, **common)
 
 
@@ -73,7 +76,7 @@ def provenance(cfg: GenerateConfig, tokenizer, templates, records, stops: list[i
     """How this set is made; a resumed run or another shard must match it field for field."""
     from mixsd.targets.provenance import input_fingerprint, model_fingerprint, tokenizer_fingerprint
 
-    engine = {"name": cfg.engine, "dtype": cfg.dtype}
+    engine = {"name": cfg.engine, "dtype": cfg.torch_dtype() if cfg.engine == "hf" else cfg.dtype}
     for package in ("torch", "transformers") if cfg.engine == "hf" else ("vllm",):
         engine[package] = version(package)
     return {
@@ -151,7 +154,7 @@ def run(cfg: GenerateConfig) -> dict:
         stats["seconds"] = round(time.perf_counter() - start, 3)
         stats["acceptance_rate"] = _ratio(stats["accepted"], stats["attempts"])
         stats["naive_fraction"] = _ratio(stats["naive_tokens"], stats["tokens"])
-        w.add_stats(stats)
+        w.add_stats(stats | engine.stats)
     return stats
 
 

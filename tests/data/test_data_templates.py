@@ -103,3 +103,12 @@ def test_load_templates_missing_file(tmp_path):
     with pytest.raises(MixsdError, match="file not found"):
         load_templates(tmp_path / "nope.yaml")
     assert load_templates(None) == DEFAULT_TEMPLATES
+
+
+def test_sft_targets_end_with_the_chat_end_of_turn_token(tiny_tokenizer):
+    """EOS and end-of-turn differ in Llama-3-style tokenizers: targets must end a turn."""
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.eos_token = "<|endoftext|>"
+    assert target_ids(tok, "The answer is 4.")[-1] == tok.convert_tokens_to_ids("<|im_end|>")
+    tok.chat_template = None  # a plain LM ends its text with EOS
+    assert target_ids(tok, "The answer is 4.")[-1] == tok.eos_token_id

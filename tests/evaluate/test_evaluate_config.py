@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_yaml_and_flags(tmp_path):
     f = tmp_path / "e.yaml"
     f.write_text("base: b\nout: r\nsuites: [toy-known]\nlimit: 5\n", encoding="utf-8")
-    cfg = load_config(EvaluateConfig, f, answer_methods="boxed,contains", models=["runs/a"])
+    cfg = load_config(EvaluateConfig, f, answer_methods=["boxed", "contains"], models=["runs/a"])
     assert cfg.suites == ["toy-known"] and cfg.limit == 5 and cfg.models == ["runs/a"]
     assert cfg.answer_methods == ["boxed", "contains"]
     assert load_config(EvaluateConfig, ROOT / "configs" / "evaluate.yaml").fisher_examples == 64
@@ -25,7 +25,7 @@ def test_yaml_and_flags(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"answer_methods": "boxed,regex"}, "answer_methods"),
+        ({"answer_methods": ["boxed", "regex"]}, "answer_methods"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"limit": -1}, "limit must be >= 0"),
         ({"dtype": "int8"}, "dtype"),

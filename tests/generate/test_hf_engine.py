@@ -152,7 +152,6 @@ def test_resume_from_any_prefix_equals_one_decode(tiny_model, prompts, lam):
         )
 
 
-
 def test_resume_under_max_model_len_counts_the_prefix_once(tiny_model, prompts):
     """The prefix is output, not prompt: a resumed job stops where the full decode stopped."""
     job = make_jobs(prompts[1:2], [0.5])[0]
@@ -165,6 +164,7 @@ def test_resume_under_max_model_len_counts_the_prefix_once(tiny_model, prompts):
     ]
     for k, r in run(tiny_model, jobs, stop_ids=[], max_model_len=limit).items():
         assert (r.target_ids, r.finish_reason) == (full.target_ids[k:], "length")
+
 
 def test_limits_stop_and_prompt_too_long(tiny_model, prompts):
     nv, ex = prompts[5]
