@@ -60,7 +60,8 @@ def label_of(row: dict) -> str:
 def rows_nll(
     model, rows: Iterable[dict], batch_size: int, limit: int = 0, buffer: int = 16
 ) -> dict[str, np.ndarray]:
-    """Per-token NLL of every row's target, concatenated per label (`label_of`), streaming.
+    """Per-token NLL of every row's target, concatenated per label (`label_of`: sft first, then
+    by λ), streaming.
 
     Rows arrive in any order; `batch_size * buffer` of them are held at a time and sorted by length
     so batches waste little on padding. Rows with no target (`prompt_too_long`) are skipped;
@@ -90,7 +91,8 @@ def rows_nll(
         if len(pending) >= batch_size * buffer:
             flush()
     flush()
-    return {label: np.concatenate(v) for label, v in values.items()}
+    order = sorted(values, key=lambda label: (0, 0.0) if label == "sft" else (1, float(label[2:])))
+    return {label: np.concatenate(values[label]) for label in order}
 
 
 def target_set_nll(
