@@ -7,8 +7,6 @@ import hashlib
 import re
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mixsd.data.models import load_model, load_tokenizer
 from mixsd.errors import MixsdError
 
@@ -19,37 +17,16 @@ def greedy_answers(
 ) -> list[str]:  # fmt: skip
     """Closed-book greedy answers (T=0) of the model in `model_dir`, one text per prompt, in order.
 
-    The one seam between evaluation and decoding: the generate stage's transformers engine with
-    `Job(lam=1.0, expert_ids=None)` (naive only) and `Sampling(temperature=0)`. A prompt longer
-    than the model allows gets an empty answer (scored wrong).
+    The one seam between evaluation and decoding: loads the model, then
+    `mixsd.generate.greedy.greedy_answers` (shared with the trainer's recall).
     """
-    from mixsd.generate.core import Sampling
-    from mixsd.generate.hf_engine import HFEngine
-    from mixsd.generate.jobs import Job
-    from mixsd.generate.runner import stop_ids
+    from mixsd.generate import greedy
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, device, dtype)
-    engine = HFEngine(
-        model,
-        Sampling(temperature=0.0),
-        stop_ids=stop_ids(tokenizer, ()),
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        max_model_len=model.config.max_position_embeddings,
-        other_logprobs=False,
-        pad_id=tokenizer.pad_token_id or 0,
+    return greedy.greedy_answers(
+        model, tokenizer, prompts_ids, max_new_tokens, batch_size, f"answers {Path(model_dir).name}"
     )
-    jobs = [
-        Job(key=0, lam=1.0, naive_ids=p, expert_ids=None, tag=i) for i, p in enumerate(prompts_ids)
-    ]
-    texts = [""] * len(jobs)
-    bar = tqdm(total=len(jobs), desc=f"answers {Path(model_dir).name}", unit="q")
-    for result in engine.generate(jobs):
-        texts[result.tag] = tokenizer.decode(result.target_ids, skip_special_tokens=True)
-        bar.update()
-    bar.close()
-    return texts
 
 
 def resolve_models(paths: list[str]) -> list[tuple[str, str, Path]]:
@@ -105,9 +82,7 @@ def check_tokenizers(tokenizer, model_dirs: list[Path], target_sets: list[str]) 
 
 def cpu_params(path) -> dict:
     """`{name: tensor}` of a saved model's parameters, fp32 on CPU (tied weights once)."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    model = load_model(path)
     return {n: p.detach() for n, p in model.named_parameters()}
 
 

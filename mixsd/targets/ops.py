@@ -21,7 +21,7 @@ from mixsd.targets.provenance import (
     tokenizer_fingerprint,
 )
 from mixsd.targets.reader import iter_batches, listed_parts
-from mixsd.targets.schema import MANIFEST, format_lam, lam_dir, show_lam
+from mixsd.targets.schema import format_lam, lam_dir, show_lam
 from mixsd.targets.writer import TargetSetWriter, existing_keys
 
 MARKER = "\x00MIXSD-USER\x00"
@@ -65,14 +65,15 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
 
 def _refuse_duplicates(sets: list, manifests: list[dict]) -> None:
     """Keys can only collide within one λ: compare key sets only for λ held by several inputs."""
-    held: dict[str, list[int]] = {}
+    held: dict[str, tuple[float | None, list[int]]] = {}  # λ text -> (λ, inputs holding it)
     for i, m in enumerate(manifests):
-        for text in dict.fromkeys(format_lam(p["lam"]) for p in m["parts"]):
-            held.setdefault(text, []).append(i)
-    for owners in held.values():
+        for p in m["parts"]:
+            owners = held.setdefault(format_lam(p["lam"]), (p["lam"], []))[1]
+            if i not in owners:
+                owners.append(i)
+    for lam, owners in held.values():
         if len(owners) < 2:
             continue
-        lam = next(p["lam"] for p in manifests[owners[0]]["parts"])
         seen: dict[tuple, int] = {}
         for i in owners:
             for batch in iter_batches(sets[i], lams=[lam], columns=["id", "sample"]):
@@ -135,23 +136,34 @@ def export(
             sys.stdout.write(line + "\n")
         return n
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
+    if out.is_dir():
+        raise MixsdError(f"{out}: is a folder; --out expects a file path")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # like every other writer of the project
+    except OSError as e:
+        raise MixsdError(f"{out.parent}: cannot create the folder ({e.strerror})") from None
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for n, line in enumerate(lines, 1):  # noqa: B007
-            f.write(line + "\n")
-    os.replace(tmp, out)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for n, line in enumerate(lines, 1):  # noqa: B007
+                f.write(line + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failure mid-way leaves no half-written file
     return n
 
 
 def load_tokenizer(name: str | Path | None, hint: str = ""):
-    """A tokenizer from a local folder (never the network); MixsdError if it cannot be loaded."""
-    from transformers import AutoTokenizer
+    """The project's tokenizer loader (`mixsd.data.models`), with `hint` added to its error."""
+    from mixsd.data.models import load_tokenizer as load
 
+    if name is None:
+        raise MixsdError(f"no tokenizer: the set's provenance names no model{hint}")
     try:
-        return AutoTokenizer.from_pretrained(str(name), local_files_only=True)
-    except Exception:  # whatever failed, the user's fix is the same: point to a tokenizer folder
-        raise MixsdError(f"{name}: cannot load a tokenizer from it{hint}") from None
+        return load(name)
+    except MixsdError as e:
+        raise MixsdError(f"{e}{hint}") from None
 
 
 def _message_lines(root, tokenizer) -> Iterator[str]:
@@ -206,30 +218,31 @@ def from_references(
         "engine": {"name": "references", "version": mixsd.__version__},
         "input": input_fingerprint(records),
     }
-    done = existing_keys(out) if (Path(out) / MANIFEST).exists() else set()
-    rows = []
-    for r in records:
-        if (r.id, 0, None) in done:
-            continue
-        pair = build_prompt_pair(tok, r, chosen)
-        rows.append(
-            {
-                "id": r.id,
-                "sample": 0,
-                "attempt": 0,
-                "lam": None,
-                "kind": "sft",
-                "prompt_ids": pair.naive_ids,
-                "expert_prompt_ids": pair.expert_ids,
-                "target_ids": target_ids(tok, r.reference),
-                "target_text": r.reference,
-                "finish_reason": "stop",
-                "correct": True,
-                "reference": r.reference,
-                "answer": r.gold,
-            }
-        )
+    # Opening first: it adopts parts a crash left unlisted, so the keys below include their rows.
     with TargetSetWriter(out, provenance) as writer:
+        done = existing_keys(out)
+        rows = []
+        for r in records:
+            if (r.id, 0, None) in done:
+                continue
+            pair = build_prompt_pair(tok, r, chosen)
+            rows.append(
+                {
+                    "id": r.id,
+                    "sample": 0,
+                    "attempt": 0,
+                    "lam": None,
+                    "kind": "sft",
+                    "prompt_ids": pair.naive_ids,
+                    "expert_prompt_ids": pair.expert_ids,
+                    "target_ids": target_ids(tok, r.reference),
+                    "target_text": r.reference,
+                    "finish_reason": "stop",
+                    "correct": True,
+                    "reference": r.reference,
+                    "answer": r.gold,
+                }
+            )
         writer.write(rows)
         writer.add_stats({"source": str(input_path), "records": len(records)})
     return len(rows)

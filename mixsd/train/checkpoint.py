@@ -25,7 +25,8 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a kill never leaves it half-written."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -66,7 +67,7 @@ def save(run: Path, step: int, backend, rank: int) -> None:
     if rank == 0:
         previous = latest(run)
         (tag / "trainer.json").write_text(json.dumps({"step": step}), encoding="utf-8")
-        _write_atomic(root / "latest", tag.name)
+        write_atomic(root / "latest", tag.name)
         if previous is not None and previous != tag:
             shutil.rmtree(previous, ignore_errors=True)
     _barrier()
@@ -113,12 +114,16 @@ def export(backend, tokenizer, out: Path, rank: int) -> None:
 
 
 def trim_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past `step` (written after the checkpoint a resumed run starts from)."""
+    """Drop metric lines past `step` (written after the checkpoint a resumed run starts from) and
+    any line that does not parse (a kill during its write leaves it partial)."""
     if not path.is_file():
         return
-    keep = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if json.loads(line).get("step", 0) <= step
-    ]
-    _write_atomic(path, "".join(line + "\n" for line in keep))
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            keep.append(line)
+    write_atomic(path, "".join(line + "\n" for line in keep))

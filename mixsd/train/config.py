@@ -13,7 +13,13 @@ DTYPES = ("auto", "float32", "bfloat16")
 TOO_LONG = ("truncate", "refuse")
 
 # Options that do not change the training trajectory: a resumed run may change them.
-RESUMABLE_CHANGES = ("save_every", "export_every_epoch", "recall_every_epoch", "recall_limit")
+RESUMABLE_CHANGES = (
+    "save_every",
+    "export_every_epoch",
+    "recall_every_epoch",
+    "recall_limit",
+    "recall_max_new_tokens",
+)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The training loop: one loop, plain PyTorch or DeepSpeed underneath (see backends).
 
 Each optimizer step takes the next `batch_size` sequences of a seeded per-epoch order, splits them
-over processes and micro-steps (schedule.micro_slices), packs each micro-batch into one row
-(packing), and normalises the loss by the target-token count of the whole global batch: the update
+over processes and micro-steps (schedule.micro_slices), packs each micro-batch without padding
+between sequences (packing), and normalises the loss by the target-token count of the whole global batch: the update
 is the same for 1 process or N. Writes `RUN/config.yaml`, `RUN/metrics.jsonl`, checkpoints, exports
 and the final `RUN/model/`; the same command resumes a killed run.
 """
@@ -124,8 +124,9 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     metrics_path = run_dir / "metrics.jsonl"
     if rank == 0:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(
-            yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8"
+        # Atomic: a resume parses it (`_check_resume`), a kill must not leave half of it.
+        checkpoint.write_atomic(
+            run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False)
         )
     start = checkpoint.load(run_dir, backend, rank)
     if rank == 0:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from mixsd.cli.targets import app
 from mixsd.data.records import Record
 from mixsd.errors import MixsdError
+from mixsd.targets.manifest import write_manifest
 from mixsd.targets.ops import export, from_references, merge
 from mixsd.targets.provenance import (
     check_compatible,
@@ -78,6 +79,20 @@ def test_merge_joins_lams_and_refuses_conflicts(tmp_path, provenance):
     assert not (tmp_path / "e").exists()
 
 
+def test_merge_compares_keys_at_each_lam(tmp_path, provenance):
+    """A key duplicated at a λ that is not the first part's λ is still found."""
+    a = write_set(
+        tmp_path / "a", provenance, make_rows(1, 1.0, start=1) + make_rows(1, 0.3, start=1)
+    )
+    b = write_set(
+        tmp_path / "b", provenance, make_rows(1, 1.0, start=2) + make_rows(1, 0.3, start=1)
+    )
+    assert read_manifest(a)["parts"][0]["lam"] == 1.0  # the λ the check used to take for all
+    with pytest.raises(MixsdError, match="id 'ex1', sample 1, λ 0.3.*refusing to merge"):
+        merge([a, b], tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
 def test_export_jsonl_is_every_column_of_every_row(small_set, tmp_path):
     root, rows = small_set
     out = tmp_path / "rows.jsonl"
@@ -85,8 +100,28 @@ def test_export_jsonl_is_every_column_of_every_row(small_set, tmp_path):
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
     with pytest.raises(MixsdError, match="expected jsonl or messages"):
         export(root, "csv", out)
-    with pytest.raises(MixsdError, match="cannot load a tokenizer from it \\(pass --tokenizer"):
+    with pytest.raises(MixsdError, match="^tiny: model directory not found \\(pass --tokenizer"):
         export(root, "messages", out)
+
+
+def test_export_cli_creates_folders_and_refuses_a_folder(small_set, tmp_path, monkeypatch, capsys):
+    from mixsd.cli import app as mixsd_app
+    from mixsd.cli import main
+
+    root, rows = small_set
+    out = tmp_path / "new" / "deeper" / "rows.jsonl"
+    args = ["targets", "export", str(root), "--format", "jsonl", "--out", str(out)]
+    result = CliRunner().invoke(mixsd_app, args)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+    assert [p.name for p in out.parent.iterdir()] == ["rows.jsonl"]  # no temporary left
+    monkeypatch.setattr("sys.argv", ["mixsd", *args[:-1], str(out.parent)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    assert (
+        capsys.readouterr().err == f"error: {out.parent}: is a folder; --out expects a file path\n"
+    )
 
 
 def test_from_references_and_messages_export(tmp_path, tiny_model_dir, tiny_tokenizer):
@@ -116,6 +151,13 @@ def test_from_references_and_messages_export(tmp_path, tiny_model_dir, tiny_toke
     assert prov["tokenizer"] == tokenizer_fingerprint(tiny_tokenizer)
     assert prov["input"] == input_fingerprint(RECORDS)
     assert from_references(data, tiny_model_dir, root) == 0  # resumable: nothing left to do
+
+    # A crash after a part's rename, before the manifest listed it: rerunning adopts the part and
+    # writes none of its rows again.
+    manifest = read_manifest(root)
+    write_manifest(root, {**manifest, "parts": []})
+    assert from_references(data, tiny_model_dir, root) == 0
+    assert validate(root) == ([], 2) and [r["id"] for r in iter_rows(root)] == ["r1", "r2"]
 
     out = tmp_path / "chat.jsonl"
     assert export(root, "messages", out) == 2  # tokenizer found via the provenance's model path

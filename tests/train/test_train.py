@@ -73,6 +73,8 @@ def test_kill_and_resume_reaches_the_same_weights(tiny_model_dir, sft_set, tmp_p
     run(cfg, stop_after=5)  # "killed" after step 5 (checkpoint at 4 and at the stop)
     assert not (tmp_path / "b" / "model").exists()
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text() == "step-5"
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "epoch": 2, "lo')  # killed while writing step 6's metrics
     resumed = run(cfg)
     for k, v in _weights(whole).items():
         assert torch.equal(v, _weights(resumed)[k]), k
@@ -85,6 +87,21 @@ def test_resume_refuses_a_changed_trajectory(tiny_model_dir, sft_set, tmp_path):
     run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "r", steps=2), stop_after=1)
     with pytest.raises(MixsdError, match="cannot resume with a different 'lr'"):
         run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "r", steps=2, lr=1e-3))
+    # Recall options change no weight: a resumed run may change them.
+    run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "r", steps=2, recall_max_new_tokens=9))
+    assert (tmp_path / "r" / "model").is_dir()
+
+
+def test_trim_metrics_drops_later_steps_and_a_partial_line(tmp_path):
+    from mixsd.train.checkpoint import trim_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    lines = [{"event": "data", "step": 0}, {"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 3, "lo')
+    trim_metrics(path, 2)
+    assert [json.loads(x) for x in path.read_text().splitlines()] == lines
+    trim_metrics(path, 1)
+    assert [json.loads(x) for x in path.read_text().splitlines()] == lines[:2]
 
 
 def test_accumulation_gives_the_same_update(tiny_model_dir, mixsd_set, tmp_path):
@@ -190,16 +207,18 @@ def test_deepspeed_two_ranks_match_one_plain_process(stage, tiny_model_dir, sft_
 
 def test_recall_counts_what_greedy_decoding_says(tiny_model, tiny_tokenizer):
     """Gold answers taken from the model's own greedy continuation are recalled; others are not."""
+    import copy
+
     import numpy as np
 
     from mixsd.train.data import Example
     from mixsd.train.recall import greedy_recall
 
     rng = np.random.default_rng(0)  # random prompts: the untrained model continues them variously
-    prompts = [rng.integers(10, 400, 12).tolist() for _ in range(3)]
+    prompts = [rng.integers(10, 400, n).tolist() for n in (12, 9, 14)]  # batched with padding
     with torch.no_grad():
         outs = [
-            tiny_model.generate(torch.tensor([p]), max_new_tokens=8, do_sample=False)[0, 12:]
+            tiny_model.generate(torch.tensor([p]), max_new_tokens=8, do_sample=False)[0, len(p) :]
             for p in prompts
         ]
     texts = [tiny_tokenizer.decode(o, skip_special_tokens=True) for o in outs]
@@ -209,3 +228,7 @@ def test_recall_counts_what_greedy_decoding_says(tiny_model, tiny_tokenizer):
            for i, (p, a) in enumerate(zip(prompts, answers, strict=True))]  # fmt: skip
     assert greedy_recall(tiny_model, tiny_tokenizer, exs, 10, 8, methods=("contains",)) == 2 / 3
     assert greedy_recall(tiny_model, tiny_tokenizer, exs, 1, 8, methods=("contains",)) == 1.0
+    no_pad = copy.deepcopy(tiny_tokenizer)  # many base tokenizers have no pad token
+    no_pad.pad_token = None
+    assert no_pad.pad_token_id is None
+    assert greedy_recall(tiny_model, no_pad, exs, 10, 8, methods=("contains",)) == 2 / 3
