@@ -10,6 +10,9 @@
 # Overrides: MIXSD (the command), DEMO_DIR (work dir), REPORT (report dir), SEED, LAMBDAS (the
 # λ values trained; all four are generated), TOY_CONFIG (the toy model's config), DEMO_CONFIGS.
 set -euo pipefail
+# The toy model is small enough that one intra-op thread per process is fastest; more threads
+# only contend (10x slower on a busy 2-core machine). Override to experiment.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 MIXSD=${MIXSD:-mixsd}
 DIR=${DEMO_DIR:-build/demo}
