@@ -140,11 +140,14 @@ class HFEngine:
                         state.index(live)
                     else:
                         state = logits = None
-                if len(pending) >= self.batch_size or (pending and not (queue or live)):
+                if len(pending) >= self.batch_size:
                     yield from self._finish_pending(pending)
                     pending = []
                 if live:
                     logits = self._forward(state, state.last_tokens)
+            # Not only when the loop drains: the live batch can empty while the queue still holds
+            # jobs that are all too long, and the loop ends without another decoding step.
+            yield from self._finish_pending(pending)
 
     def _open(self, job: Job) -> _Seq:
         mode = MIX if 0.0 < job.lam < 1.0 else EXPERT if job.lam == 0.0 else NAIVE

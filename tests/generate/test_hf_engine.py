@@ -182,6 +182,27 @@ def test_limits_stop_and_prompt_too_long(tiny_model, prompts):
     assert off.naive_logprob is None and len(off.expert_logprob) == len(off.target_ids)
 
 
+def test_no_result_lost_when_the_batch_empties_before_too_long_jobs(tiny_model, tiny_tokenizer):
+    """Issue 13's shape: 8 short prompts then 6 too long, lam 0 and 0.5, batch 16. The lam=0
+    results waiting for their naive scores must come out although the queue left after the live
+    batch empties holds only too-long jobs (they used to be dropped: 20 of 28 results)."""
+    short = [tiny_tokenizer(f"Question {i}?")["input_ids"] for i in range(8)]
+    long = [tiny_tokenizer("word " * 400)["input_ids"]] * 6
+    jobs = [
+        Job(sequence_key(0, f"ex{i}", 0, 0), lam, nv, nv + [5, 6], (i, lam))
+        for i, nv in enumerate(short + long)
+        for lam in (0.0, 0.5)
+    ]
+    kw = {"stop_ids": [], "batch_size": 16, "max_new_tokens": 6, "max_model_len": 128}
+    results = list(HFEngine(tiny_model, SAMPLING, **kw).generate(jobs))
+    assert sorted(r.tag for r in results) == sorted(j.tag for j in jobs)
+    reasons = {r.tag: r.finish_reason for r in results}
+    assert [reasons[(i, 0.0)] for i in range(14)] == ["length"] * 8 + ["prompt_too_long"] * 6
+    for r in results:
+        if r.finish_reason == "length":
+            assert len(r.target_ids) == len(r.expert_logprob) == len(r.naive_logprob) == 6
+
+
 def test_first_token_frequencies_follow_the_mixture(tiny_model, tiny_tokenizer):
     """Over 1500 keys, first tokens ~ (1-lam) q_expert + lam q_naive (chi-square), naive ~ lam."""
     model = copy.deepcopy(tiny_model)

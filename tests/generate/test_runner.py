@@ -137,6 +137,25 @@ def test_rejection_sampling_retries_with_new_keys(
     assert direct["rows"] == 7
 
 
+def test_a_job_without_result_fails_loudly(tiny_model_dir, input_path, tmp_path, monkeypatch):
+    """An engine that loses a result must not end in a set that looks complete."""
+    open_engine = runner._open_engine
+
+    def lossy(*args):
+        engine = open_engine(*args)
+        generate = engine.generate
+        engine.generate = lambda jobs: (r for r in generate(jobs) if r.tag[0].id != "q3")
+        return engine
+
+    monkeypatch.setattr(runner, "_open_engine", lossy)
+    cfg = config(tiny_model_dir, input_path, tmp_path / "set", lam=[0.5])
+    with pytest.raises(MixsdError, match=r"1 of 7 rows got no result \(first: id 'q3', sample 0"):
+        runner.run(cfg)
+    assert sorted(r["id"] for r in rows(cfg.out)) == [f"q{i}" for i in range(7) if i != 3]
+    monkeypatch.setattr(runner, "_open_engine", open_engine)
+    assert runner.run(cfg)["rows"] == 1  # the rerun decodes only the missing row
+
+
 def test_clear_errors_before_any_work(tiny_model_dir, input_path, tmp_path):
     with pytest.raises(MixsdError, match="1.5 is outside"):
         load_config(GenerateConfig, None, model="m", input="i", out="o", lam="0,1.5")
