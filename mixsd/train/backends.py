@@ -77,6 +77,11 @@ class DeepSpeedBackend:
         )
         self.module, self.world, self.device = self.engine.module, world, self.engine.device
         self.stage = ds_config["zero_optimization"]["stage"]
+        # Stage 0 in fp32 clips with the torch optimizer but keeps no norm (get_global_grad_norm()
+        # is None): the loop measures it itself, on the already all-reduced gradients.
+        self.own_norm = self.stage == 0 and not any(
+            ds_config.get(k, {}).get("enabled") for k in ("bf16", "fp16")
+        )
 
     def loss_sum(self, batch: Packed) -> torch.Tensor:
         return packed_loss_sum(self.engine, batch, self.device)
@@ -87,8 +92,12 @@ class DeepSpeedBackend:
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
 
     def step(self, boundary: bool) -> float | None:
+        own = boundary and self.own_norm
+        norm = grad_norm(self.module.parameters()) if own else None
         self.engine.step()  # DeepSpeed counts micro-steps and updates only at the boundary
-        return float(self.engine.get_global_grad_norm()) if boundary else None
+        if not boundary:
+            return None
+        return norm if own else float(self.engine.get_global_grad_norm())
 
     def save(self, tag_dir: Path) -> None:
         self.engine.save_checkpoint(tag_dir.parent, tag=tag_dir.name, save_latest=False)
@@ -112,6 +121,11 @@ class DeepSpeedBackend:
         import deepspeed
 
         return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+
+
+def grad_norm(parameters) -> float:
+    """The 2-norm of all gradients of `parameters` (those that have one), as clipping sees it."""
+    return float(torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None]))
 
 
 def allreduce_sum(values: list[float], world: int) -> list[float]:

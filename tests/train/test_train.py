@@ -22,9 +22,13 @@ def _cfg(tiny_model_dir, targets, out, **kw):
     return load_config(TrainConfig, None, **{**base, **kw})
 
 
-def _losses(run_dir):
+def _metric(run_dir, key):
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [x["loss"] for x in lines if "loss" in x]
+    return [x[key] for x in lines if key in x]
+
+
+def _losses(run_dir):
+    return _metric(run_dir, "loss")
 
 
 def _weights(model_dir):
@@ -155,11 +159,12 @@ def test_config_checks(tiny_model_dir, sft_set, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", [2, 3])
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_deepspeed_two_ranks_match_one_plain_process(stage, tiny_model_dir, sft_set, tmp_path):
-    """2 CPU ranks (gloo) give the plain single process's losses and weights. Batch 6 over 16 rows
-    leaves a short last batch (an idle micro-step on both ranks). ZeRO-3 partitions every tensor
-    (persistence threshold 0) and is killed after 3 steps and resumed."""
+    """2 CPU ranks (gloo) give the plain single process's losses, grad norms and weights, at every
+    ZeRO stage. Batch 6 over 16 rows leaves a short last batch (an idle micro-step on both ranks).
+    ZeRO-3 partitions every tensor (persistence threshold 0) and is killed after 3 steps and
+    resumed. (Stage 0 once crashed at its first step: DeepSpeed keeps no grad norm there.)"""
     kw = dict(steps=6, batch_size=6)
     plain = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "plain", **kw))
     ds_config = tmp_path / "ds.json"
@@ -198,6 +203,12 @@ def test_deepspeed_two_ranks_match_one_plain_process(stage, tiny_model_dir, sft_
     assert p.returncode == 0, p.stderr[-3000:]
     torch.testing.assert_close(
         _losses(tmp_path / "ds"), _losses(tmp_path / "plain"), rtol=1e-5, atol=0
+    )
+    torch.testing.assert_close(
+        _metric(tmp_path / "ds", "grad_norm"),
+        _metric(tmp_path / "plain", "grad_norm"),
+        rtol=1e-4,
+        atol=0,
     )
     wp, wd = _weights(plain), _weights(tmp_path / "ds" / "model")
     assert wp.keys() == wd.keys()
