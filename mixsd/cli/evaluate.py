@@ -46,6 +46,10 @@ def evaluate(
     fisher_examples: Annotated[
         int | None, typer.Option(help="Held-out examples for the base's Fisher (0 = off).")
     ] = None,
+    peak_tolerance: Annotated[
+        float | None,
+        typer.Option(help="First peak: accuracy points a next gain may have (mixed targets: 5)."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
 ) -> None:
@@ -67,6 +71,7 @@ def evaluate(
         limit=limit,
         answer_methods=answer_methods.split(",") if answer_methods else None,
         fisher_examples=fisher_examples,
+        peak_tolerance=peak_tolerance,
         device=device,
         dtype=dtype,
     )

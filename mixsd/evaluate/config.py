@@ -18,6 +18,8 @@ class EvaluateConfig:
     suites: held-out suites, `FORMAT=PATH` (gsm8k, math500, mmlu, jsonl) or a built-in name.
     limit: at most this many examples per memorization split, suite and target-set λ (0 = all).
     fisher_examples: held-out examples (from the suites) for the base's diagonal Fisher (0 = off).
+    peak_tolerance: accuracy points (of 100) the next checkpoint may gain over a new maximum that
+    is still the run's first peak (`scoring.first_peak`; the authors use 5 for mixed targets).
     """
 
     base: str
@@ -31,6 +33,7 @@ class EvaluateConfig:
     limit: int = 0
     answer_methods: list[str] = field(default_factory=lambda: ["boxed", "number"])
     fisher_examples: int = 64
+    peak_tolerance: float = 0.0
     device: str = "auto"
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
 
@@ -43,6 +46,10 @@ class EvaluateConfig:
             raise ValueError(f"limit must be >= 0 (0 = all), got {self.limit}")
         if self.fisher_examples < 0:
             raise ValueError(f"fisher_examples must be >= 0 (0 = off), got {self.fisher_examples}")
+        if not 0.0 <= self.peak_tolerance <= 100.0:
+            raise ValueError(
+                f"peak_tolerance must be in [0, 100] points, got {self.peak_tolerance}"
+            )
         bad = [m for m in self.answer_methods if m not in METHODS]
         if bad or not self.answer_methods:
             raise ValueError(f"answer_methods: expected some of {', '.join(METHODS)}, got {bad}")

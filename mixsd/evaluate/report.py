@@ -59,8 +59,8 @@ def render_markdown(m: dict) -> str:
     base, ckpts = m["base"], m["checkpoints"]
     lines = ["# mixsd evaluation report", "", f"Base model: `{base['path']}`"]
     if any(c["first_peak"] for c in ckpts):
-        lines += ["", "★ the run's first-peak checkpoint (top of the first non-decreasing stretch of "
-                  "training accuracy)."]  # fmt: skip
+        lines += ["", "★ the run's first-peak checkpoint (the first new maximum of training accuracy "
+                  "that the next checkpoint does not exceed)."]  # fmt: skip
     lines += [""]
     rows = [("base", base)] + [(_name(c), c) for c in ckpts]
     splits = list(base["memorization"])

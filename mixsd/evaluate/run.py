@@ -82,7 +82,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
         rows.append({"run": run, "checkpoint": name, "path": str(path), **scored(label, str(path))})
     for c in rows:
         c["retention"] = retention(c["suites"], base["suites"])
-    _mark_first_peaks(rows)
+    _mark_first_peaks(rows, cfg.peak_tolerance)
 
     nll_values: dict = {}
     fisher_info = None
@@ -154,13 +154,14 @@ def _question_groups(cfg: EvaluateConfig) -> list[_Group]:
     return groups
 
 
-def _mark_first_peaks(rows: list[dict]) -> None:
+def _mark_first_peaks(rows: list[dict], tolerance: float) -> None:
     for run in dict.fromkeys(c["run"] for c in rows):
         mine = [c for c in rows if c["run"] == run]
         for c in mine:
             c["first_peak"] = False
         if len(mine) > 1 and all("train" in c["memorization"] for c in mine):
-            mine[first_peak([c["memorization"]["train"] for c in mine])]["first_peak"] = True
+            points = [100 * c["memorization"]["train"] for c in mine]
+            mine[first_peak(points, tolerance)]["first_peak"] = True
 
 
 def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list[int], list[int]]]:

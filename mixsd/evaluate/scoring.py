@@ -60,17 +60,21 @@ def retention(model_acc: dict[str, float], base_acc: dict[str, float]) -> dict:
     return {"per_suite": per_suite, "average": sum(defined) / len(defined) if defined else None}
 
 
-def first_peak(values: list[float]) -> int:
+def first_peak(values: list[float], tolerance: float = 0.0) -> int:
     """Index of the "first peak" of a training-accuracy curve over checkpoints (epoch order).
 
-    The top of the first non-decreasing stretch, at its earliest checkpoint: follow the curve
-    while it does not go down; the first checkpoint reaching that stretch's maximum. So
-    [.2, .9, 1, 1, .95] -> 2, [.5, .5, .9] -> 2, [.8, .6, .9] -> 0.
+    The authors' rule: the first index that is a new running maximum (above every earlier value;
+    index 0 is one) and is not exceeded by the next value by more than `tolerance` (same unit as
+    `values`; they use 5 points for mixed-target runs, whose curves creep up). The last running
+    maximum always qualifies, so there is one. [80, 60, 90] -> 0, [10, 50, 48, 90] -> 1,
+    [50, 50, 90] -> 0; with tolerance 5, [10, 50, 53, 90] -> 1 (a 3-point gain is no climb).
     """
     if not values:
         raise ValueError("first peak of no checkpoints")
-    end = 0
-    while end + 1 < len(values) and values[end + 1] >= values[end]:
-        end += 1
-    stretch = values[: end + 1]
-    return stretch.index(max(stretch))
+    best = float("-inf")
+    for i, v in enumerate(values):
+        # 1e-9: accuracies are ratios, and 55 - 50 must not exceed a 5-point tolerance by rounding
+        if v > best and (i + 1 == len(values) or values[i + 1] <= v + tolerance + 1e-9):
+            return i
+        best = max(best, v)
+    raise AssertionError("unreachable: the last running maximum is a peak")

@@ -62,15 +62,23 @@ def test_score_multiple_choice():
 
 
 @pytest.mark.parametrize(
-    ("curve", "peak"),
+    ("curve", "tolerance", "peak"),
     [
-        ([0.2, 0.9, 1.0, 1.0, 0.95], 2),
-        ([0.5, 0.5, 0.9], 2),
-        ([0.8, 0.6, 0.9], 0),
-        ([0.1, 0.3, 0.2, 0.9], 1),
-        ([0.4], 0),
-        ([0.1, 0.2, 0.3], 2),
+        ([80, 60, 90], 0, 0),  # a new maximum later does not undo the first peak
+        ([10, 50, 48, 90], 0, 1),
+        ([10, 50, 48, 90], 5, 1),  # a fall is never a climb, whatever the tolerance
+        ([50, 50, 90], 0, 0),  # an equal next value does not exceed it
+        ([20, 90, 100, 100, 95], 0, 2),
+        ([10, 30, 20, 90], 0, 1),
+        ([40], 0, 0),
+        ([10, 20, 30], 0, 2),  # still rising at the end: the last checkpoint
+        ([10, 50, 53, 90], 0, 3),
+        ([10, 50, 53, 90], 5, 1),  # a 3-point gain is within the tolerance: 50 is the peak
+        ([10, 50, 55, 90], 5, 1),  # exactly 5 points: within
+        ([10, 50, 56, 90], 5, 3),
+        ([0.1, 0.5, 0.55, 0.9], 0.05, 1),  # ratios: no rounding past the tolerance
+        ([30, 20, 25, 40], 0, 0),  # 25 is not a new running maximum
     ],
 )
-def test_first_peak(curve, peak):
-    assert first_peak(curve) == peak
+def test_first_peak(curve, tolerance, peak):
+    assert first_peak(curve, tolerance) == peak
