@@ -23,13 +23,13 @@ def greedy_answers(
     from mixsd.generate.core import Sampling
     from mixsd.generate.hf_engine import HFEngine
     from mixsd.generate.jobs import Job
-    from mixsd.generate.runner import stop_ids
+    from mixsd.generate.runner import declared_eos, stop_ids
 
     pad_id = tokenizer.pad_token_id
     engine = HFEngine(
         model,
         Sampling(temperature=0.0),
-        stop_ids=stop_ids(tokenizer, ()),
+        stop_ids=stop_ids(tokenizer, (), declared_eos(model.generation_config)),
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         max_model_len=model.config.max_position_embeddings,

@@ -33,11 +33,31 @@ def in_shard(example_id: str, shard: str) -> bool:
     return int.from_bytes(digest, "little") % n == i
 
 
-def stop_ids(tokenizer, extra: Iterable[str]) -> list[int]:
-    """EOS, the end-of-turn tokens the tokenizer has, and `extra` (token strings or integer ids);
-    an extra one the tokenizer lacks is an error."""
+def declared_eos(generation_config) -> list[int]:
+    """The end-of-turn ids a model declares in `generation_config.eos_token_id`: None, an int or
+    a list (Llama 3: `<|eot_id|>` and `<|end_of_text|>`; Phi-3 `<|end|>`; Gemma `<end_of_turn>`)."""
+    eos = generation_config.eos_token_id
+    return [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(i) for i in eos]
+
+
+def model_eos_ids(path) -> list[int]:
+    """`declared_eos` of the model dir `path`, read without loading weights; a dir without
+    `generation_config.json` gets what transformers derives from `config.json`."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        gen = GenerationConfig.from_pretrained(path)
+    except OSError:
+        gen = GenerationConfig.from_model_config(AutoConfig.from_pretrained(path))
+    return declared_eos(gen)
+
+
+def stop_ids(tokenizer, extra: Iterable[str], model_eos: Iterable[int] = ()) -> list[int]:
+    """The model's own end-of-turn ids (`model_eos`, see `model_eos_ids`), the tokenizer's EOS,
+    the common end-of-turn tokens it has, and `extra` (token strings or integer ids); an extra
+    one the tokenizer lacks is an error."""
     vocab = tokenizer.get_vocab()
-    ids = {tokenizer.eos_token_id} | {vocab[t] for t in END_OF_TURN if t in vocab}
+    ids = {tokenizer.eos_token_id, *model_eos} | {vocab[t] for t in END_OF_TURN if t in vocab}
     for token in extra:
         if token in vocab:
             ids.add(vocab[token])
@@ -105,7 +125,7 @@ def run(cfg: GenerateConfig) -> dict:
 
     records = load_records(cfg.input)
     tokenizer = load_tokenizer(cfg.model)
-    stops = stop_ids(tokenizer, cfg.stop)
+    stops = stop_ids(tokenizer, cfg.stop, model_eos_ids(cfg.model))
     templates = load_templates(cfg.templates)
     prov = provenance(cfg, tokenizer, templates, records, stops)
     mine = [r for r in records if in_shard(r.id, cfg.shard)]

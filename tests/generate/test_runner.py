@@ -137,6 +137,36 @@ def test_rejection_sampling_retries_with_new_keys(
     assert direct["rows"] == 7
 
 
+def test_stops_at_the_end_of_turn_ids_the_model_declares(baseline, tiny_model_dir, tmp_path):
+    """`generation_config.eos_token_id` may be a list (Llama 3, Phi-3, Gemma): every id in it ends
+    a sequence, and the provenance records the stop set."""
+    import json
+    import shutil
+
+    from transformers import GenerationConfig
+
+    from mixsd.targets.manifest import read_manifest
+
+    first = rows(baseline[0])[2]  # q0 at lam=1: stop on its third token from now on
+    assert (first["id"], first["lam"], first["finish_reason"]) == ("q0", 1.0, "length")
+    stop = first["target_ids"][2]
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    eos = GenerationConfig.from_pretrained(model).eos_token_id
+    GenerationConfig(eos_token_id=[eos, stop]).save_pretrained(model)
+    assert runner.model_eos_ids(model) == [eos, stop]
+    inp = tmp_path / "q0.jsonl"
+    inp.write_text(json.dumps({"id": "q0", "prompt": "Who founded guild 0?",
+                               "reference": "The answer is 0.\n\n\\boxed{0}"}) + "\n")  # fmt: skip
+    runner.run(config(model, inp, tmp_path / "set", lam=[1.0]))
+    (row,) = rows(tmp_path / "set")
+    cut = first["target_ids"].index(stop) + 1  # the first occurrence, at or before position 2
+    assert (row["target_ids"], row["finish_reason"]) == (first["target_ids"][:cut], "stop")
+    assert stop in read_manifest(tmp_path / "set")["provenance"]["stop_ids"]
+    assert runner.declared_eos(GenerationConfig(eos_token_id=7)) == [7]
+    assert runner.declared_eos(GenerationConfig()) == []
+
+
 def test_a_job_without_result_fails_loudly(tiny_model_dir, input_path, tmp_path, monkeypatch):
     """An engine that loses a result must not end in a set that looks complete."""
     open_engine = runner._open_engine
