@@ -78,7 +78,7 @@ generate: $(STAMP) $(INPUT) $(if $(filter $(TOY),$(MODEL)),$(TOY)/config.json)
 	$(MIXSD) generate --config configs/generate.yaml --model $(MODEL) --input $(INPUT) \
 	  --out $(TARGETS) --engine $(ENGINE) --lam $(LAMBDAS) --batch-size $(BATCH) --seed $(SEED)
 
-# ---- stage 3: train on a target set (NGPUS processes; ZERO=0..3 for DeepSpeed) -------------------
+# ---- stage 3: train on a target set (NGPUS processes: DDP, or ZERO=0..3 for DeepSpeed) -----------
 TRAIN_FLAGS = --config configs/train.yaml --model $(MODEL) --targets $(TARGETS):lam=$(LAM) \
   --out $(RUN) --zero $(ZERO) --seed $(SEED) $(TRAIN_ARGS)
 train: $(STAMP)

@@ -1,5 +1,6 @@
-"""The two things that can sit under the training loop: plain PyTorch (one process) or a DeepSpeed
-engine (ZeRO 0-3, any number of processes). Same loss, same update: only the plumbing differs.
+"""The two things that can sit under the training loop: plain PyTorch (one process, or several
+with DistributedDataParallel) or a DeepSpeed engine (ZeRO 0-3, any number of processes). Same
+loss, same update: only the plumbing differs.
 
 The loop hands each micro-step's summed target NLL divided by the number of target tokens in the
 whole global batch, so the gradient is the token-mean over the global batch however the batch is
@@ -20,18 +21,37 @@ DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed
 
 
 class Plain:
-    """Single-process PyTorch: AdamW, grad clipping, LambdaLR; bf16 through autocast."""
+    """PyTorch: AdamW, grad clipping, LambdaLR; bf16 through autocast. With several processes the
+    model is wrapped in DistributedDataParallel (gradients all-reduced at each accumulation
+    boundary), so every process holds the same weights and the update is one process's."""
 
-    def __init__(self, model, optimizer, scheduler, grad_clip: float, device, bf16: bool):
+    def __init__(self, model, optimizer, scheduler, grad_clip: float, device, bf16: bool, rank=0,
+                 world=1):  # fmt: skip
         self.module, self.optimizer, self.scheduler = model.to(device), optimizer, scheduler
         self.grad_clip, self.device, self.bf16 = grad_clip, device, bf16
+        self.rank, self.world = rank, world
+        self.forward = self.module
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.module, device_ids=ids)
 
     def loss_sum(self, batch: Packed) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return packed_loss_sum(self.module, batch, self.device)
+            return packed_loss_sum(self.forward, batch, self.device)
+
+    def micro_step(self, boundary: bool):
+        """Context for one micro-step's forward and backward: DDP all-reduces only at the
+        accumulation boundary."""
+        if self.world > 1 and not boundary:
+            return self.forward.no_sync()
+        return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+        # DDP averages gradients over processes; the loss is already normalised by the global
+        # batch's token count, so undo the average (as for DeepSpeed).
+        (loss * self.world).backward()
 
     def step(self, boundary: bool) -> float | None:
         """Called after every micro-step; updates at the accumulation boundary. Returns the grad
@@ -50,7 +70,8 @@ class Plain:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
-        torch.save(state, tag_dir / "state.pt")
+        if self.rank == 0:  # every process holds the same state
+            torch.save(state, tag_dir / "state.pt")
 
     def load(self, tag_dir: Path) -> None:
         state = torch.load(tag_dir / "state.pt", map_location=self.device, weights_only=True)
@@ -85,6 +106,9 @@ class DeepSpeedBackend:
 
     def loss_sum(self, batch: Packed) -> torch.Tensor:
         return packed_loss_sum(self.engine, batch, self.device)
+
+    def micro_step(self, boundary: bool):
+        return contextlib.nullcontext()  # the engine knows its accumulation boundaries
 
     def backward(self, loss: torch.Tensor) -> None:
         # DeepSpeed averages gradients over processes; undo it, since the loss is already

@@ -38,7 +38,7 @@ class TrainConfig:
     micro_batch_size: int | None = (
         None  # sequences per process per forward; default: no accumulation
     )
-    zero: str = "none"  # none = plain PyTorch, single process; 0-3 = DeepSpeed ZeRO stage
+    zero: str = "none"  # none = plain PyTorch (DDP with several processes); 0-3 = DeepSpeed ZeRO
     deepspeed_config: Path | None = None  # default: configs/deepspeed/zero<N>.json
     nproc: int = 1  # local processes to launch (when not already under a launcher)
     seed: int = 0
@@ -98,8 +98,6 @@ class TrainConfig:
             raise ValueError(
                 f"option 'adam_betas': expected two numbers in [0, 1), got {self.adam_betas}"
             )
-        if self.nproc > 1 and self.zero == "none":
-            raise ValueError("option 'nproc': several processes need DeepSpeed (--zero 0|1|2|3)")
         if self.deepspeed_config is not None and self.zero == "none":
             raise ValueError("option 'deepspeed_config': needs --zero 0|1|2|3")
         if self.recall_every_epoch and self.zero == "3":

@@ -24,18 +24,27 @@ from mixsd.train.data import load_examples
 from mixsd.train.packing import pack
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world): starts the process group when launched by torchrun / deepspeed."""
+def _distributed(zero: str) -> tuple[int, int]:
+    """(rank, world): starts the process group when launched by torchrun / deepspeed (NCCL on
+    GPUs, gloo on CPUs; DeepSpeed's own init for its engine)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
     import torch
 
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import deepspeed
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if zero == "none":
+        import torch.distributed as dist
 
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group(backend)
+    else:
+        if not torch.cuda.is_available():
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=backend)
     return int(os.environ["RANK"]), world
 
 
@@ -60,7 +69,7 @@ def _load_model(path: str):
     return load_tokenizer(path), load_model(path)
 
 
-def _build(cfg: TrainConfig, model, world: int, total: int):
+def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
     """The backend (plain or DeepSpeed) with its AdamW and LR schedule; (backend, micro, accumulation)."""
     import torch
 
@@ -85,8 +94,9 @@ def _build(cfg: TrainConfig, model, world: int, total: int):
     if cfg.zero == "none":
         from mixsd.train.backends import Plain
 
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        backend = Plain(model, optimizer, scheduler, cfg.grad_clip, device, bf16)
+        gpu = torch.cuda.is_available()
+        device = torch.device(f"cuda:{torch.cuda.current_device()}" if gpu else "cpu")
+        backend = Plain(model, optimizer, scheduler, cfg.grad_clip, device, bf16, rank, world)
     else:
         from mixsd.train.backends import DeepSpeedBackend, deepspeed_config
 
@@ -111,7 +121,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
 
     from mixsd.train.backends import allreduce_sum
 
-    rank, world = _distributed()
+    rank, world = _distributed(cfg.zero)
     run_dir = Path(cfg.out)
     _check_resume(run_dir, cfg)
     torch.manual_seed(cfg.seed)
@@ -120,7 +130,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.correct_only)
     total = schedule.total_steps(len(examples), cfg.batch_size, cfg.epochs, cfg.steps)
     per_epoch = schedule.steps_per_epoch(len(examples), cfg.batch_size)
-    backend, micro, accumulation = _build(cfg, model, world, total)
+    backend, micro, accumulation = _build(cfg, model, rank, world, total)
     metrics_path = run_dir / "metrics.jsonl"
     if rank == 0:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -151,9 +161,11 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             batch = pack(
                 [examples[i] for i in part] if len(part) else [examples[indices[0]]], one_row
             )
-            loss = backend.loss_sum(batch)
-            backend.backward(loss * (1.0 if len(part) else 0.0) / n_target)
-            norm = backend.step(boundary=g == accumulation - 1)
+            boundary = g == accumulation - 1
+            with backend.micro_step(boundary):
+                loss = backend.loss_sum(batch)
+                backend.backward(loss * (1.0 if len(part) else 0.0) / n_target)
+            norm = backend.step(boundary)
             if len(part):
                 loss_sum, tokens, slots = (
                     loss_sum + float(loss.detach()),

@@ -147,8 +147,6 @@ def test_cli_bad_input_is_one_line(tiny_model_dir, sft_set, tmp_path):
 def test_config_checks(tiny_model_dir, sft_set, tmp_path):
     from mixsd.errors import MixsdError
 
-    with pytest.raises(MixsdError, match="several processes need DeepSpeed"):
-        _cfg(tiny_model_dir, [str(sft_set)], tmp_path, nproc=2)
     with pytest.raises(MixsdError, match="micro_batch_size.: 3 does not divide the 8"):
         _cfg(
             tiny_model_dir, [str(sft_set)], tmp_path, batch_size=16, micro_batch_size=3
@@ -159,58 +157,42 @@ def test_config_checks(tiny_model_dir, sft_set, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", [0, 1, 2, 3])
-def test_deepspeed_two_ranks_match_one_plain_process(stage, tiny_model_dir, sft_set, tmp_path):
-    """2 CPU ranks (gloo) give the plain single process's losses, grad norms and weights, at every
-    ZeRO stage. Batch 6 over 16 rows leaves a short last batch (an idle micro-step on both ranks).
-    ZeRO-3 partitions every tensor (persistence threshold 0) and is killed after 3 steps and
-    resumed. (Stage 0 once crashed at its first step: DeepSpeed keeps no grad norm there.)"""
-    kw = dict(steps=6, batch_size=6)
-    plain = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "plain", **kw))
-    ds_config = tmp_path / "ds.json"
-    cfg = json.loads(open(f"configs/deepspeed/zero{stage}.json").read())
-    cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0
-    ds_config.write_text(json.dumps(cfg))
-    args = [
-        "--model",
-        tiny_model_dir,
-        "--targets",
-        sft_set,
-        "--out",
-        tmp_path / "ds",
-        "--steps",
-        6,
-        "--batch-size",
-        6,
-        "--micro-batch-size",
-        1,
-        "--lr",
-        3e-3,
-        "--warmup-steps",
-        2,
-        "--zero",
-        stage,
-        "--nproc",
-        2,
-        "--deepspeed-config",
-        ds_config,
-    ]
-    if stage == 3:
-        p = _cli(*args, "--stop-after", 3)
+@pytest.mark.parametrize("zero", ["none", "0", "1", "2", "3"])
+def test_two_ranks_match_one_plain_process(zero, tiny_model_dir, sft_set, tmp_path):
+    """2 CPU ranks (gloo) give the plain single process's losses, grad norms and weights: DDP
+    (`--zero none`, launched by torchrun itself) and every DeepSpeed ZeRO stage (`--nproc 2`).
+    Batch 6 over 16 rows with micro-batch 1 leaves a short last batch (an idle micro-step on both
+    ranks). ZeRO-3 partitions every tensor (persistence threshold 0). DDP and ZeRO-3 are killed
+    after 3 steps and resumed. (Stage 0 once crashed at its first step: DeepSpeed keeps no grad
+    norm there; `--zero none` once trained two unsynchronised replicas.)"""
+    plain = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "plain", steps=6, batch_size=6))
+    args = ["--model", tiny_model_dir, "--targets", sft_set, "--out", tmp_path / "mp", "--steps", 6,
+            "--batch-size", 6, "--micro-batch-size", 1, "--lr", 3e-3, "--warmup-steps", 2,
+            "--zero", zero]  # fmt: skip
+    if zero == "none":
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2", "-m", "mixsd", "train"]  # fmt: skip
+    else:
+        launcher = [sys.executable, "-m", "mixsd", "train", "--nproc", 2]
+        ds_config = tmp_path / "ds.json"
+        cfg = json.loads(open(f"configs/deepspeed/zero{zero}.json").read())
+        cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+        ds_config.write_text(json.dumps(cfg))
+        args += ["--deepspeed-config", ds_config]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if zero in ("none", "3"):
+        p = subprocess.run([*map(str, launcher + args), "--stop-after", "3"],
+                           capture_output=True, text=True, env=env)  # fmt: skip
         assert p.returncode == 0, p.stderr[-3000:]
-        assert not (tmp_path / "ds" / "model").exists()
-    p = _cli(*args)
+        assert not (tmp_path / "mp" / "model").exists()
+    p = subprocess.run(list(map(str, launcher + args)), capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     torch.testing.assert_close(
-        _losses(tmp_path / "ds"), _losses(tmp_path / "plain"), rtol=1e-5, atol=0
+        _losses(tmp_path / "mp"), _losses(tmp_path / "plain"), rtol=1e-5, atol=0
     )
-    torch.testing.assert_close(
-        _metric(tmp_path / "ds", "grad_norm"),
-        _metric(tmp_path / "plain", "grad_norm"),
-        rtol=1e-4,
-        atol=0,
-    )
-    wp, wd = _weights(plain), _weights(tmp_path / "ds" / "model")
+    norms = [_metric(tmp_path / r, "grad_norm") for r in ("mp", "plain")]
+    torch.testing.assert_close(*norms, rtol=1e-4, atol=0)
+    wp, wd = _weights(plain), _weights(tmp_path / "mp" / "model")
     assert wp.keys() == wd.keys()
     for k in wp:
         torch.testing.assert_close(wd[k], wp[k], rtol=1e-4, atol=1e-5)
