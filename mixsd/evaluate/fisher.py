@@ -18,12 +18,11 @@ from tqdm import tqdm
 
 
 def sequence_log_likelihood(model, example: tuple[list[int], list[int]]) -> torch.Tensor:
-    """log p(target | prompt) of a causal LM: the sum over target tokens, a scalar with grad."""
-    prompt, target = example
-    ids = torch.tensor([list(prompt) + list(target)], device=next(model.parameters()).device)
-    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()  # [len(target), V]
-    logp = torch.log_softmax(logits, dim=-1)
-    return logp.gather(-1, ids[0, len(prompt) :, None]).sum()
+    """log p(target | prompt) of a causal LM: the sum over target tokens, a scalar with grad,
+    from the one teacher-forced scorer (`mixsd.generate.score.score_tokens`)."""
+    from mixsd.generate.score import score_tokens
+
+    return score_tokens(model, [example])[0].sum()
 
 
 def diagonal_fisher(

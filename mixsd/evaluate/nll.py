@@ -17,39 +17,17 @@ COLUMNS = ["lam", "kind", "prompt_ids", "target_ids"]
 
 
 def token_nll(model, prompts: list[list[int]], targets: list[list[int]]) -> list[np.ndarray]:
-    """NLL in nats of each target token given its prompt and the target tokens before it.
-
-    One left-padded forward for the batch (explicit position ids, so padding changes nothing);
-    only the last `max(len(target)) + 1` positions get logits. Returns `[len(target_b)]` float32
-    arrays, one per row. Targets must be non-empty.
-    """
+    """NLL in nats of each target token given its prompt and the target tokens before it:
+    `[len(target_b)]` float32 arrays, one per row, from the one teacher-forced scorer
+    (`mixsd.generate.score.score_tokens`: the model's own forward, batched, logits only where a
+    target token is predicted)."""
     import torch
 
-    device = next(model.parameters()).device
-    seqs = [list(p) + list(t) for p, t in zip(prompts, targets, strict=True)]
-    width = max(map(len, seqs))
-    keep = max(map(len, targets)) + 1
-    ids = torch.zeros(len(seqs), width, dtype=torch.long)
-    mask = torch.zeros(len(seqs), width, dtype=torch.long)
-    for b, s in enumerate(seqs):
-        ids[b, width - len(s) :] = torch.tensor(s)
-        mask[b, width - len(s) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    from mixsd.generate.score import score_tokens
+
     with torch.no_grad():
-        logits = model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            logits_to_keep=keep,
-        ).logits  # [B, keep, V]: predictions for the last `keep` positions
-    out = []
-    for b, t in enumerate(targets):
-        n = len(t)
-        rows = logits[b, keep - 1 - n : keep - 1].float()  # [n, V], each predicts target[i]
-        logp = torch.log_softmax(rows, dim=-1)
-        picked = logp.gather(-1, torch.tensor(t, device=logp.device)[:, None])[:, 0]
-        out.append((-picked).cpu().numpy().astype(np.float32))
-    return out
+        logps = score_tokens(model, list(zip(prompts, targets, strict=True)))
+    return [(-lp).cpu().numpy().astype(np.float32) for lp in logps]
 
 
 def label_of(row: dict) -> str:

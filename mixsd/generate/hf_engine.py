@@ -12,7 +12,8 @@ together in one forward per step:
 Finished sequences leave (their rows are selected out of the cache, and leading all-padding
 columns trimmed); queued jobs join once a quarter of the slots is free: they are prefilled as
 their own left-padded batch and concatenated into the cache. A single-conditional sequence gets
-the other conditional's log-probs afterwards from one batched teacher-forced pass.
+the other conditional's log-probs afterwards from one batched teacher-forced pass
+(`score.score_tokens`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from mixsd.errors import MixsdError
 from mixsd.generate.core import COIN, TOKEN, Sampling, keyed_uniforms, mix_step, token_logprobs
 from mixsd.generate.hf_batch import GrowLayer, LiveBatch
 from mixsd.generate.jobs import Job, Result
+from mixsd.generate.score import left_pad, score_tokens
 
 MIX, EXPERT, NAIVE = 0, 1, 2
-_SCORE_TOKENS = 16384  # teacher-forced pass: padded tokens per forward
 _PREFILL_TOKENS = 16384  # prefill: padded tokens per forward
-_HEAD_ROWS = 512  # positions per lm-head chunk (bounds the [rows, vocab] fp32 logits)
 _REFILL = 0.25  # admit queued jobs once this fraction of the slots is free (prefill in groups)
 
 
@@ -179,7 +179,7 @@ class HFEngine:
                     break
                 n += 1
             group, rows = rows[:n], rows[n:]
-            ids, mask, pos = self._pad([r[0] for r in group])
+            ids, mask, pos = left_pad([r[0] for r in group], self.pad_id, self.device)
             cache = self._new_cache()
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
@@ -192,18 +192,6 @@ class HFEngine:
             else:
                 state.append(cache, mask, mask.sum(1), owners)
         return state, torch.cat(parts)
-
-    def _pad(self, rows: list[list[int]]):
-        """Left-padded ids `[n, L]`, mask `[n, L]` and position ids `[n, L]` of token lists."""
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            if r:
-                ids[i, width - len(r) :] = torch.tensor(r)
-                mask[i, width - len(r) :] = 1
-        pos = (mask.cumsum(1) - 1).clamp_(min=0)
-        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
     def _forward(self, state: LiveBatch, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per row `[R]`; returns next-token logits `[R, V]`."""
@@ -258,30 +246,6 @@ class HFEngine:
             yield self._result(seq, reason)
 
     def _score(self, items: list[tuple[list[int], list[int]]]) -> list[list[float]]:
-        """Teacher-forced log p(target_t | context + target_<t) for (context, target) pairs."""
-        out: list[list[float]] = [[] for _ in items]
-        order = sorted(range(len(items)), key=lambda i: len(items[i][0]) + len(items[i][1]))
-        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
-        while order:
-            group = [order.pop(0)]
-            while order:
-                width = len(items[order[0]][0]) + len(items[order[0]][1])
-                if width * (len(group) + 1) > _SCORE_TOKENS:
-                    break
-                group.append(order.pop(0))
-            rows = [items[i][0] + items[i][1][:-1] for i in group]
-            ids, mask, pos = self._pad(rows)
-            hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
-            picked = torch.cat([hidden[g, -len(items[i][1]) :] for g, i in enumerate(group)])
-            targets = torch.tensor([t for i in group for t in items[i][1]], device=self.device)
-            lps = torch.cat(
-                [
-                    token_logprobs(head(picked[a : a + _HEAD_ROWS]), targets[a : a + _HEAD_ROWS])
-                    for a in range(0, len(targets), _HEAD_ROWS)
-                ]
-            ).tolist()
-            a = 0
-            for i in group:
-                out[i] = lps[a : a + len(items[i][1])]
-                a += len(items[i][1])
-        return out
+        """Teacher-forced log p(target_t | context + target_<t) for (context, target) pairs,
+        through the model's own forward (its logit transforms included): `score.score_tokens`."""
+        return [lp.tolist() for lp in score_tokens(self.model, items, self.pad_id)]

@@ -1,0 +1,102 @@
+"""The one teacher-forced scorer against unbatched step-by-step forwards, on models with and
+without a logit transform (Cohere's logit scale, Gemma 2's final soft-capping)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixsd.generate.core import Sampling, sequence_key
+from mixsd.generate.hf_engine import HFEngine
+from mixsd.generate.jobs import Job
+from mixsd.generate.score import score_tokens
+
+SMALL = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256)  # fmt: skip
+
+
+def manual(model, context, target):
+    """log p(target_t | context + target_<t): one unpadded, uncached forward per token."""
+    out = []
+    for t in range(len(target)):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([context + target[:t]])).logits[0, -1]
+        out.append(torch.log_softmax(logits.double(), -1)[target[t]].item())
+    return out
+
+
+def items(vocab, lengths=((5, 3), (9, 1), (2, 7), (12, 4), (3, 0), (1, 5))):
+    g = torch.Generator().manual_seed(0)
+    return [
+        (torch.randint(3, vocab, (c,), generator=g).tolist(),
+         torch.randint(3, vocab, (t,), generator=g).tolist())
+        for c, t in lengths
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cohere():
+    """A tiny Cohere model whose logits are scaled by 8 after the head (`logit_scale`)."""
+    from transformers import CohereConfig, CohereForCausalLM
+
+    torch.manual_seed(0)
+    cfg = CohereConfig(**SMALL, logit_scale=8.0, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return CohereForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def gemma2():
+    """A tiny Gemma 2 model with final logit soft-capping (tanh) at 0.5."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Gemma2Config(**SMALL, head_dim=16, final_logit_softcapping=0.5)
+    return Gemma2ForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("budget", [{}, {"max_tokens": 20, "max_logits": 6}])
+def test_equals_a_manual_loop_in_any_batching(tiny_model, budget):
+    pairs = items(tiny_model.config.vocab_size)
+    with torch.no_grad():
+        got = score_tokens(tiny_model, pairs, **budget)  # small budgets: one or two per forward
+    for (context, target), lp in zip(pairs, got, strict=True):
+        assert lp.dtype == torch.float32 and lp.shape == (len(target),)
+        assert lp.tolist() == pytest.approx(manual(tiny_model, context, target), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["cohere", "gemma2"])
+def test_logit_transforms_are_scored(name, request):
+    model = request.getfixturevalue(name)
+    pairs = items(model.config.vocab_size)
+    with torch.no_grad():
+        got = score_tokens(model, pairs)
+    for (context, target), lp in zip(pairs, got, strict=True):
+        assert lp.tolist() == pytest.approx(manual(model, context, target), abs=1e-4)
+
+
+def test_hf_engine_scores_the_other_conditional_through_the_transform(cohere):
+    """lam 0 decodes the expert and scores the naive conditional afterwards: both log-probs must
+    be those of the model's own (scaled) logits. Scoring through the decoder and the head alone
+    gave the unscaled ones."""
+    pairs = items(cohere.config.vocab_size, ((6, 0), (11, 0), (4, 0)))
+    jobs = [
+        Job(sequence_key(0, f"ex{i}", 0, 0), 0.0, nv, nv + [7, 8, 9], i)
+        for i, (nv, _) in enumerate(pairs)
+    ]
+    engine = HFEngine(cohere, Sampling(temperature=1.0), stop_ids=[], batch_size=2,
+                      max_new_tokens=5, max_model_len=64)  # fmt: skip
+    for r in engine.generate(jobs):
+        naive, expert = jobs[r.tag].naive_ids, jobs[r.tag].expert_ids
+        assert len(r.target_ids) == 5
+        assert r.naive_logprob == pytest.approx(manual(cohere, naive, r.target_ids), abs=1e-4)
+        assert r.expert_logprob == pytest.approx(manual(cohere, expert, r.target_ids), abs=1e-4)
+
+
+def test_gradients_flow_and_empty_contexts_are_refused(tiny_model):
+    (context, target), *_ = items(tiny_model.config.vocab_size)
+    score_tokens(tiny_model, [(context, target)])[0].sum().backward()
+    grads = [p.grad for p in tiny_model.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    tiny_model.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="non-empty context"):
+        score_tokens(tiny_model, [([], target)])
