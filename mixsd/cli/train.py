@@ -56,8 +56,9 @@ def train(
             "--export-every-epoch/--no-export-every-epoch", help="HF dir per epoch in RUN/exports/."
         ),
     ] = None,
-    correct_only: Annotated[
-        Bool, typer.Option("--correct-only/--all-rows", help="Drop rows marked incorrect.")
+    failed: Annotated[
+        Str,
+        typer.Option(help="Rows that failed every answer check: reference | drop | keep."),
     ] = None,
     max_len: Annotated[
         Int, typer.Option(help="Max prompt+target tokens (default: the model's).")
@@ -95,7 +96,7 @@ def train(
         steps=steps, lr=lr, batch_size=batch_size, micro_batch_size=micro_batch_size, zero=zero,
         deepspeed_config=deepspeed_config, nproc=nproc, seed=seed, warmup_steps=warmup_steps,
         schedule=schedule, save_every=save_every, export_every_epoch=export_every_epoch,
-        correct_only=correct_only, max_len=max_len, too_long=too_long,
+        failed=failed, max_len=max_len, too_long=too_long,
         gradient_checkpointing=gradient_checkpointing, dtype=dtype,
         recall_every_epoch=recall_every_epoch,
     )  # fmt: skip

@@ -11,6 +11,7 @@ SCHEDULES = ("constant", "cosine")
 ZERO_STAGES = ("none", "0", "1", "2", "3")
 DTYPES = ("auto", "float32", "bfloat16")
 TOO_LONG = ("truncate", "refuse")
+FAILED = ("reference", "drop", "keep")
 
 # Options that do not change the training trajectory: a resumed run may change them.
 RESUMABLE_CHANGES = (
@@ -49,7 +50,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     save_every: int = 0  # checkpoint every N optimizer steps (0: at epoch ends only)
     export_every_epoch: bool = False  # RUN/exports/epoch-<k>/ HF dirs, to pick the "first peak"
-    correct_only: bool = False  # drop rows whose answer check failed (correct == false)
+    failed: str = "reference"  # rows that failed every answer check: reference | drop | keep
     max_len: int | None = None  # prompt + target tokens; default: the model's max positions
     too_long: str = "truncate"  # truncate the target (and count) or refuse the set
     gradient_checkpointing: bool = False
@@ -93,6 +94,10 @@ class TrainConfig:
         if self.too_long not in TOO_LONG:
             raise ValueError(
                 f"option 'too_long': expected one of {', '.join(TOO_LONG)}, got {self.too_long!r}"
+            )
+        if self.failed not in FAILED:
+            raise ValueError(
+                f"option 'failed': expected one of {', '.join(FAILED)}, got {self.failed!r}"
             )
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(

@@ -4,6 +4,11 @@ re-tokenised), loss on the target tokens only.
 A set is named `SET` (all of its λ) or `SET:lam=0.3` (several: `SET:lam=0.3,0.5`). Each set must
 have been made with the model's tokenizer (fingerprint check); a λ the set does not hold, a
 missing or invalid set and over-long sequences (with `too_long="refuse"`) are one-line errors.
+
+Failed rows (`correct == false`: every rejection attempt gave a wrong answer) follow a policy:
+`keep` trains on the wrong answer, `drop` leaves the fact out, `reference` (the default, as the
+authors do for SimpleQA) trains on the reference answer instead, so every fact is taught and none
+wrongly. Rows never checked (`correct` null, e.g. no rejection sampling) are always kept.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ class DataStats:
     rows: int = 0
     kept: int = 0
     truncated: int = 0
+    failed: int = 0  # rows with correct == false, whatever the policy did with them
+    failed_policy: str = "reference"
+    replaced: int = 0  # failed rows trained on their reference instead
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -88,28 +96,32 @@ def load_examples(
     tokenizer,
     max_len: int,
     too_long: str = "truncate",
-    correct_only: bool = False,
+    failed: str = "reference",
 ) -> tuple[list[Example], DataStats]:
     """All training examples of the sets `specs`, in set then stored order.
 
-    Rows without a target (e.g. `prompt_too_long`) are dropped and counted. A sequence longer than
-    `max_len` has its target cut to fit (`too_long="truncate"`, counted) or stops the run
-    (`"refuse"`); a prompt that alone fills `max_len` is dropped.
+    Rows without a target (e.g. `prompt_too_long`) are dropped and counted; failed rows follow
+    `failed` (keep | drop | reference, see the module doc). A sequence longer than `max_len` has
+    its target cut to fit (`too_long="truncate"`, counted) or stops the run (`"refuse"`); a prompt
+    that alone fills `max_len` is dropped.
     """
     from mixsd.targets.provenance import tokenizer_fingerprint
     from mixsd.targets.reader import iter_batches
 
     fingerprint = tokenizer_fingerprint(tokenizer)
     examples: list[Example] = []
-    stats = DataStats()
+    stats = DataStats(failed_policy=failed)
     for spec in specs:
         root, lams = parse_target_spec(spec)
         check_set(root, lams, fingerprint)
         n_before = len(examples)
-        batches = iter_batches(root, lams=lams, columns=COLUMNS, filter_correct=correct_only)
-        for batch in batches:
+        for batch in iter_batches(root, lams=lams, columns=COLUMNS):
             for row in batch.to_pylist():
                 stats.rows += 1
+                if row["correct"] is False:
+                    row = _failed_row(row, failed, tokenizer, stats, root)
+                    if row is None:
+                        continue
                 ex = _example(row, max_len, too_long, stats, root, stats.rows)
                 if ex is not None:
                     examples.append(ex)
@@ -119,6 +131,25 @@ def load_examples(
             )
     stats.kept = len(examples)
     return examples, stats
+
+
+def _failed_row(row: dict, policy: str, tokenizer, stats: DataStats, root: Path) -> dict | None:
+    """A failed row as `policy` trains it: unchanged, None (dropped), or its reference as target."""
+    stats.failed += 1
+    if policy == "keep":
+        return row
+    if policy == "drop":
+        stats.drop("failed answer check")
+        return None
+    if not row["reference"]:
+        raise MixsdError(
+            f"{root}: row id {row['id']} failed its answer check and has no reference to train "
+            "on instead (use --failed keep or --failed drop)"
+        )
+    from mixsd.data.templates import target_ids
+
+    stats.replaced += 1
+    return {**row, "target_ids": target_ids(tokenizer, row["reference"])}
 
 
 def _example(

@@ -127,7 +127,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     tokenizer, model = _load_model(cfg.model)
     max_len = cfg.max_len or model.config.max_position_embeddings
-    examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.correct_only)
+    examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed)
     total = schedule.total_steps(len(examples), cfg.batch_size, cfg.epochs, cfg.steps)
     per_epoch = schedule.steps_per_epoch(len(examples), cfg.batch_size)
     backend, micro, accumulation = _build(cfg, model, rank, world, total)

@@ -28,10 +28,43 @@ def test_examples_are_the_stored_ids(mixsd_set, tiny_tokenizer):
         assert e.n_prompt == len(r["prompt_ids"]) and e.answer == r["answer"]
 
 
-def test_all_lams_and_correct_only(mixsd_set, tiny_tokenizer):
-    both, _ = load_examples([str(mixsd_set)], tiny_tokenizer, max_len=2048)
-    good, stats = load_examples([str(mixsd_set)], tiny_tokenizer, max_len=2048, correct_only=True)
-    assert len(both) == 32 and len(good) == 32 - 2 * 3  # ids 4, 9, 14 are marked incorrect
+def test_all_lams(mixsd_set, tiny_tokenizer):
+    both, stats = load_examples([str(mixsd_set)], tiny_tokenizer, max_len=2048, failed="keep")
+    assert len(both) == stats.rows == 32 and stats.failed == 2 * 3  # ids 4, 9, 14 failed
+
+
+@pytest.mark.parametrize("policy", ["keep", "drop", "reference"])
+def test_failed_rows_policy(policy, tmp_path, tiny_tokenizer):
+    """A failed row (correct=false) whose target says a wrong answer: kept as it is, dropped, or
+    trained on its reference; checked rows and unchecked rows (correct null) are untouched."""
+    from mixsd.data.templates import target_ids
+
+    rows = set_rows(tiny_tokenizer, 6, "mixsd", 0.3)  # q4 failed
+    rows[5]["correct"] = None  # never checked: always kept
+    wrong = tiny_tokenizer.encode("The answer is Q.", add_special_tokens=False)
+    rows[4].update(target_ids=wrong, target_text="The answer is Q.", source=[0] * len(wrong))
+    rows[4]["reference"] = "Records say: \\boxed{X28}"
+    root = write_set(tmp_path / "set", tiny_tokenizer, rows)
+    examples, stats = load_examples([str(root)], tiny_tokenizer, max_len=2048, failed=policy)
+    by_id = {e.id: e for e in examples}
+    assert (stats.failed, stats.failed_policy) == (1, policy)
+    for r in rows[:4] + rows[5:]:
+        assert by_id[r["id"]].ids.tolist() == r["prompt_ids"] + r["target_ids"]
+    if policy == "drop":
+        assert "q4" not in by_id and stats.dropped == {"failed answer check": 1}
+        assert stats.kept == 5
+        return
+    target = by_id["q4"].ids[by_id["q4"].n_prompt :].tolist()
+    expected = wrong if policy == "keep" else target_ids(tiny_tokenizer, rows[4]["reference"])
+    assert target == expected and stats.replaced == (policy == "reference") and stats.kept == 6
+
+
+def test_failed_row_without_reference_is_one_line(tmp_path, tiny_tokenizer):
+    rows = set_rows(tiny_tokenizer, 5, "mixsd", 0.3)
+    rows[4]["reference"] = None
+    root = write_set(tmp_path / "set", tiny_tokenizer, rows)
+    with pytest.raises(MixsdError, match="id q4 failed its answer check and has no reference"):
+        load_examples([str(root)], tiny_tokenizer, max_len=2048)
 
 
 def test_too_long_truncates_with_count_or_refuses(sft_set, tiny_tokenizer):

@@ -68,6 +68,8 @@ def test_mixsd_set_at_one_lambda_learns(tiny_model_dir, mixsd_set, tmp_path):
     assert len(losses) == 16 and sum(losses[-4:]) < 0.7 * sum(losses[:4])
     data = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert data["examples"] == 16  # only λ=0.5 rows
+    # ids 4, 9, 14 failed their answer check: by default trained on their reference
+    assert (data["failed"], data["failed_policy"], data["replaced"]) == (3, "reference", 3)
 
 
 def test_kill_and_resume_reaches_the_same_weights(tiny_model_dir, sft_set, tmp_path):
