@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sized
 
 _now = time.monotonic  # tests replace it to drive the clock
 
@@ -71,14 +72,16 @@ class Progress:
         return f"{self.desc}: " + ", ".join([*self._fields(now).values(), *extra])
 
     def _fields(self, now: float) -> dict[str, str]:
-        seconds = max(now - self._start, 1e-9)
-        rate = (self.done - self._initial) / seconds
+        seconds = now - self._start
+        rate = (self.done - self._initial) / seconds if seconds > 0 else 0.0
         count = f"{self.done} {self.unit}s"
         if self.total:
             count = f"{self.done}/{self.total} {self.unit}s ({100 * self.done / self.total:.0f}%)"
-        fields = {"count": count, "rate": f"{rate:.3g} {self.unit}s/s"}
-        if self.tokens:
-            fields["tok_s"] = f"{self.tokens / seconds:.0f} tok/s"
+        fields = {"count": count}
+        if seconds > 0:  # no rates before any time has passed
+            fields["rate"] = f"{rate:.3g} {self.unit}s/s"
+            if self.tokens:
+                fields["tok_s"] = f"{self.tokens / seconds:.0f} tok/s"
         if self.total and rate > 0 and self.done < self.total:
             fields["eta"] = "ETA " + duration((self.total - self.done) / rate)
         return fields
@@ -102,6 +105,15 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def track(items: Iterable, desc: str, unit: str, *, enabled: bool = True) -> Iterator:
+    """`items`, one `Progress` step each (total from `len()` when it has one), like `tqdm(items)`."""
+    total = len(items) if isinstance(items, Sized) else None
+    with Progress(desc, total, unit, enabled=enabled) as bar:
+        for item in items:
+            yield item
+            bar.update()
 
 
 def duration(seconds: float) -> str:

@@ -74,3 +74,19 @@ def test_terminal_gets_a_bar_not_lines(clock, monkeypatch):
 
 def test_duration():
     assert [duration(s) for s in (0, 11.2, 190, 3720)] == ["0s", "12s", "3m10s", "1h02m"]
+
+
+def test_track_counts_the_items_of_an_iterable(clock, capsys):
+    def slow(n):
+        for i in range(n):
+            clock.t += 20.0
+            yield i
+
+    assert list(progress.track(slow(3), "nll set", "row")) == [0, 1, 2]
+    assert capsys.readouterr().err.splitlines() == [
+        "nll set: 2 rows, 0.05 rows/s",  # the first line once 30 s have passed
+        "nll set: 3 rows, 0.05 rows/s, done in 1m00s",
+    ]
+    every = [0.0] * 4
+    assert list(progress.track(every, "drift", "model")) == every
+    assert capsys.readouterr().err == "drift: 4/4 models (100%), done in 0s\n"  # a list: a total

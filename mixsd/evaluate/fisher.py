@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from tqdm import tqdm
+
+from mixsd.progress import track
 
 
 def sequence_log_likelihood(model, example: tuple[list[int], list[int]]) -> torch.Tensor:
@@ -40,7 +41,7 @@ def diagonal_fisher(
         raise ValueError("the Fisher needs at least one example")
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
-    for example in tqdm(examples, desc="fisher", unit="ex", disable=not progress):
+    for example in track(examples, "fisher", "ex", enabled=progress):
         model.zero_grad(set_to_none=True)
         log_likelihood(model, example).backward()
         for n, p in params.items():

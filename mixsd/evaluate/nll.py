@@ -77,11 +77,10 @@ def target_set_nll(
     model, root: str | Path, batch_size: int, limit: int = 0
 ) -> dict[str, np.ndarray]:
     """`rows_nll` over a target set read in streaming batches."""
-    from tqdm import tqdm
-
+    from mixsd.progress import track
     from mixsd.targets.reader import iter_rows
 
-    rows = tqdm(iter_rows(root, columns=COLUMNS), desc=f"nll {Path(root).name}", unit="row")
+    rows = track(iter_rows(root, columns=COLUMNS), f"nll {Path(root).name}", "row")
     return rows_nll(model, rows, batch_size, limit)
 
 

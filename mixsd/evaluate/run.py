@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mixsd.config import to_dict
 from mixsd.data import templates
 from mixsd.data.models import load_model, load_tokenizer
@@ -27,6 +25,7 @@ from mixsd.evaluate.config import EvaluateConfig
 from mixsd.evaluate.report import FISHER_NOTE, write_report
 from mixsd.evaluate.scoring import accuracy, first_peak, retention, score
 from mixsd.evaluate.suites import Suite, load_input, load_suite, memorization_splits
+from mixsd.progress import track
 
 
 def evaluate(cfg: EvaluateConfig) -> Path:
@@ -77,7 +76,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
 
     base = {"path": cfg.base, **scored("base", cfg.base)}
     rows = []
-    for run, name, path in tqdm(checkpoints, desc="checkpoints", unit="model"):
+    for run, name, path in track(checkpoints, "checkpoints", "model"):
         label = f"{run}/{name}" if name else run
         rows.append({"run": run, "checkpoint": name, "path": str(path), **scored(label, str(path))})
     for c in rows:
@@ -96,7 +95,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
             fisher = {k: v.cpu() for k, v in fisher_mod.diagonal_fisher(model, examples).items()}
             del model
             theta0 = cpu_params(cfg.base)
-            for c in tqdm(rows, desc="drift", unit="model"):
+            for c in track(rows, "drift", "model"):
                 c["drift"] = fisher_mod.drift(fisher, theta0, cpu_params(c["path"]))
             fisher_info = {"estimator": FISHER_NOTE, "examples": len(examples)}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tqdm import tqdm
+from mixsd.progress import Progress
 
 
 def greedy_answers(
@@ -40,8 +40,8 @@ def greedy_answers(
         Job(key=0, lam=1.0, naive_ids=p, expert_ids=None, tag=i) for i, p in enumerate(prompts_ids)
     ]
     texts = [""] * len(jobs)
-    with tqdm(total=len(jobs), desc=desc, unit="q", disable=desc is None) as bar:
+    with Progress(desc or "", len(jobs), "q", enabled=desc is not None) as bar:
         for result in engine.generate(jobs):
             texts[result.tag] = tokenizer.decode(result.target_ids, skip_special_tokens=True)
-            bar.update()
+            bar.update(tokens=len(result.target_ids))
     return texts
