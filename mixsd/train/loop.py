@@ -117,8 +117,8 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """Train; returns `RUN/model`. `stop_after`: stop (with a checkpoint) after that many optimizer
     steps of this invocation, as if killed; running again resumes."""
     import torch
-    from tqdm import tqdm
 
+    from mixsd.progress import Progress
     from mixsd.train.backends import allreduce_sum
 
     rank, world = _distributed(cfg.zero)
@@ -148,7 +148,8 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     # Flash attention packs one row at zero cost (varlen kernels); SDPA/eager pay row^2: see packing.
     one_row = backend.module.config._attn_implementation.startswith("flash")
     end = total if stop_after is None else min(total, start + stop_after)
-    bar = tqdm(total=total, initial=start, disable=rank != 0 or None, desc="train", unit="step")
+    # A bar on a terminal; a line every 30 s without one (SLURM logs, redirected runs).
+    bar = Progress("train", total, "step", initial=start, enabled=rank == 0)
     for step in range(start, end):
         t0 = time.perf_counter()
         epoch, indices = schedule.step_indices(len(examples), cfg.batch_size, cfg.seed, step)
@@ -189,8 +190,8 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
                 "time": time.time(),
             }
             _log(metrics_path, record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            bar.postfix(loss=f"{record['loss']:.4f}")
+            bar.update(1, tokens=int(tokens))
         epoch_end = done % per_epoch == 0 or done == total
         # Exports and recall before the checkpoint: a kill in between redoes them on resume.
         if epoch_end and cfg.export_every_epoch:

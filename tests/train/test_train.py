@@ -146,6 +146,14 @@ def test_cli_bad_input_is_one_line(tiny_model_dir, sft_set, tmp_path):
     assert "λ=0.3 not in the set" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_cli_without_a_terminal_logs_progress(tiny_model_dir, sft_set, tmp_path):
+    """stderr is a pipe here (as in SLURM logs): a status line instead of a tqdm bar."""
+    p = _cli("--model", tiny_model_dir, "--targets", sft_set, "--out", tmp_path / "r", "--steps", 2)
+    assert p.returncode == 0, p.stderr[-2000:]
+    line = [x for x in p.stderr.splitlines() if x.startswith("train: ")][-1]
+    assert line.startswith("train: 2/2 steps (100%)") and "tok/s" in line and "loss=" in line
+
+
 def test_config_checks(tiny_model_dir, sft_set, tmp_path):
     from mixsd.errors import MixsdError
 
