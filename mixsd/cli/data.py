@@ -19,12 +19,13 @@ Seed = Annotated[int | None, typer.Option(help="Random seed (same seed, byte-ide
 def validate(
     path: Annotated[Path, typer.Argument(help="Input set: .jsonl/.json/.parquet/.csv or folder.")],
 ) -> None:
-    """Check an input set: print every problem (file:line: field: what is wrong), exit 1 if any."""
+    """Check an input set: print every problem (file:line: field: what is wrong), exit 1 if any,
+    and notes on what loading does (ids derived from content, fields ignored)."""
     from mixsd.data.io import check
 
-    records, problems = check(path)
-    for problem in problems:
-        typer.echo(str(problem))
+    records, problems, notes = check(path)
+    for line in [str(p) for p in problems] + [f"note: {n}" for n in notes]:
+        typer.echo(line)
     if problems:
         typer.echo(f"{len(problems)} problem{'s' * (len(problems) != 1)} in {path}")
         raise typer.Exit(1)

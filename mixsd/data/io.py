@@ -2,22 +2,29 @@
 
 Formats, chosen by the path: `.jsonl` (one JSON object per line), `.json` (a list of objects),
 `.parquet`, `.csv` (header row; `paraphrases` as a JSON list string) and a `datasets.save_to_disk`
-folder (a `Dataset`, or a `DatasetDict` whose split names fill in `split`). Records may be given in
-chat form, `messages: [{role: user, ...}, {role: assistant, ...}]`, which becomes prompt/reference.
+folder (a `Dataset`, or a `DatasetDict` whose split names fill in `split`). A record gives its
+prompt and reference in one of three forms: `prompt`/`reference`; chat form, `messages: [{role:
+user, ...}, {role: assistant, ...}]`; or Alpaca form, `instruction`, optional `input`, `output`
+(prompt = instruction, a blank line, input). The `id` may be missing, as in the files the paper's
+data builder writes: it is then derived from the content (`content_id`).
 
-`validate` reports every problem with the file, the line (text formats) or row / record number
-(counted from 1), and the field; `load_records` refuses a file with any problem.
+`check` reports every problem with the file, the line (text formats) or row / record number
+(counted from 1), and the field, plus notes (ids derived, fields ignored); `load_records` refuses a
+file with any problem and prints the notes to stderr.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import difflib
+import hashlib
 import io
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,11 @@ from mixsd.errors import MixsdError
 
 FORMATS = ".jsonl, .json, .parquet, .csv or a datasets save_to_disk folder"
 _OPTIONAL_TEXT = ("knowledge", "answer", "split")
-_FIELDS = {"id", "prompt", "reference", "kind", "paraphrases", "messages", *_OPTIONAL_TEXT}
+_FORMS = {"messages": ("messages",), "Alpaca": ("instruction", "input", "output")}
+_FIELDS = {"id", "prompt", "reference", "kind", "paraphrases", *_OPTIONAL_TEXT}
+_FIELDS |= {f for fields in _FORMS.values() for f in fields}
+# Written by the paper's data builder next to `messages`; nothing in mixsd reads them.
+IGNORED_FIELDS = ("clear_answer", "mix_meta", "subject")
 
 
 @dataclass(frozen=True)
@@ -53,22 +64,28 @@ def validate(path: str | Path) -> list[Problem]:
 
 
 def load_records(path: str | Path) -> list[Record]:
-    """The records at `path`; raises MixsdError naming the first problem when there is any."""
-    records, problems = check(path)
+    """The records at `path`; raises MixsdError naming the first problem when there is any.
+    The notes (ids derived, fields ignored) go to stderr, one line each."""
+    records, problems, notes = check(path)
     if problems:
         more = len(problems) - 1
         hint = f" (and {more} more: 'mixsd data validate {path}' lists them)" if more else ""
         raise MixsdError(f"{problems[0]}{hint}")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return records
 
 
-def check(path: str | Path) -> tuple[list[Record], list[Problem]]:
-    """The valid records at `path` and the problems found reading and checking them."""
+def check(path: str | Path) -> tuple[list[Record], list[Problem], list[str]]:
+    """The valid records at `path`, the problems found reading and checking them, and notes on
+    what was done to records that load (ids derived from content, fields ignored)."""
     path = Path(path)
     name = str(path)
     problems: list[Problem] = []
     records: list[Record] = []
     first_seen: dict[str, str] = {}  # id -> where it was first
+    repeats: dict[str, int] = {}  # derived id -> records with that content so far
+    ignored: dict[str, int] = {}
     rows = 0
     for line, unit, raw in _raw_rows(path, problems):
         rows += 1
@@ -77,7 +94,14 @@ def check(path: str | Path) -> tuple[list[Record], list[Problem]]:
             continue
         record, errors = parse_record(raw)
         problems += [Problem(name, line, f, m, unit) for f, m in errors]
+        for f in set(raw) & set(IGNORED_FIELDS) if isinstance(raw, dict) else ():
+            ignored[f] = ignored.get(f, 0) + 1
         ident = _ident(raw)
+        if record is not None and raw.get("id") is None:
+            # Same content, same id; the k-th repeat of a content gets "-k" (file order).
+            k = repeats[record.id] = repeats.get(record.id, -1) + 1
+            record = replace(record, id=f"{record.id}-{k}") if k else record
+            ident = record.id
         if ident in first_seen:
             msg = f"duplicate id '{ident}' (first at {first_seen[ident]})"
             problems.append(Problem(name, line, "id", msg, unit))
@@ -89,7 +113,16 @@ def check(path: str | Path) -> tuple[list[Record], list[Problem]]:
         problems.append(Problem(name, None, None, "empty file: no records"))
     # Bad UTF-8 is found before parsing: put every problem back in file order.
     problems.sort(key=lambda p: (p.line is not None, p.unit, p.line or 0))
-    return records, problems
+    notes = []
+    if repeats:
+        n, dup = sum(repeats.values()) + len(repeats), sum(repeats.values())
+        again = f"; {dup} repeat{'s' * (dup != 1)} of a content get -1, -2, ..." if dup else ""
+        notes.append(f"{name}: {n} record{'s' * (n != 1)} without an id: derived from the "
+                     f"content (h + 16 hex digits{again})")  # fmt: skip
+    if ignored:
+        fields = ", ".join(f"{f} ({c} record{'s' * (c != 1)})" for f, c in sorted(ignored.items()))
+        notes.append(f"{name}: ignored fields that mean nothing to mixsd: {fields}")
+    return records, problems, notes
 
 
 def _raw_rows(path: Path, problems: list[Problem]) -> Iterator[tuple[int, str, Any]]:
@@ -224,20 +257,31 @@ def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]
         return None, [(None, f"expected a JSON object, got {type(raw).__name__}")]
     if None in raw:
         return None, [(None, "more cells than header columns")]
-    raw = {k: v for k, v in raw.items() if v is not None}
+    raw = {k: v for k, v in raw.items() if v is not None and k not in IGNORED_FIELDS}
     errors: list[tuple[str | None, str]] = []
-    required = ["id", "prompt", "reference"]
-    if "messages" in raw:
-        if "prompt" in raw or "reference" in raw:
-            errors.append(("messages", "give either messages or prompt/reference, not both"))
+    required = ["prompt", "reference"]
+    forms = [f for f, fields in _FORMS.items() if set(fields) & set(raw)]
+    if len(forms) + ("prompt" in raw or "reference" in raw) > 1:
+        field = next(f for form in forms for f in _FORMS[form] if f in raw)
+        msg = "give one of messages, prompt/reference or instruction/input/output"
+        errors.append((field, msg))
+        required = []  # no "missing" noise on top
+    elif forms == ["messages"]:
         turns = _from_messages(raw.pop("messages"))
         if turns is None:
             errors.append(("messages", _MESSAGES))
-            required = ["id"]
+            required = []
         else:
             raw = {**turns, **raw}
+    elif forms == ["Alpaca"]:
+        turns, bad = _from_alpaca(raw)
+        errors += bad
+        required = [] if bad else required
+        raw = {**(turns or {}), **{k: v for k, v in raw.items() if k not in _FORMS["Alpaca"]}}
     if "id" in raw:
         raw["id"] = _ident(raw) or raw["id"]  # integer ids become strings
+        if not _text(raw["id"]):
+            errors.append(("id", f"expected a non-empty string, got {_show(raw['id'])}"))
     for field in required:
         if field not in raw:
             errors.append((field, "missing (required: a non-empty string)"))
@@ -251,7 +295,9 @@ def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]
         errors.append(("kind", f"unknown kind {_show(kind)} (expected one of: {', '.join(KINDS)})"))
     # a misspelt optional field (`knowlege`) would silently change what the expert sees
     for field in sorted(set(raw) - _FIELDS):
-        errors.append((field, f"unknown field (expected: {', '.join(sorted(_FIELDS))})"))
+        near = difflib.get_close_matches(field, [*_FIELDS, *IGNORED_FIELDS], n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        errors.append((field, f"unknown field ({hint}expected: {', '.join(sorted(_FIELDS))})"))
     paraphrases = raw.get("paraphrases", [])
     if not (isinstance(paraphrases, (list, tuple)) and all(_text(p) for p in paraphrases)):
         msg = f"expected a list of non-empty strings, got {_show(paraphrases)}"
@@ -259,7 +305,7 @@ def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]
     if errors:
         return None, errors
     record = Record(
-        id=raw["id"],
+        id=raw["id"] if "id" in raw else content_id(raw, kind, paraphrases),
         prompt=raw["prompt"],
         reference=raw["reference"],
         knowledge=raw.get("knowledge"),
@@ -283,6 +329,32 @@ def _from_messages(messages: Any) -> dict[str, str] | None:
         and [m.get("role") for m in messages] == ["user", "assistant"]
     )
     return {"prompt": messages[0]["content"], "reference": messages[1]["content"]} if ok else None
+
+
+def _from_alpaca(raw: dict) -> tuple[dict[str, str] | None, list[tuple[str, str]]]:
+    """prompt/reference from an Alpaca-form record: instruction, optional input, output."""
+    errors = []
+    for field in ("instruction", "output"):
+        if field not in raw:
+            errors.append((field, "missing (required: a non-empty string)"))
+        elif not _text(raw[field]):
+            errors.append((field, f"expected a non-empty string, got {_show(raw[field])}"))
+    extra = raw.get("input", "")
+    if not isinstance(extra, str):
+        errors.append(("input", f"expected a string, got {_show(extra)}"))
+    if errors:
+        return None, errors
+    prompt = raw["instruction"] + (f"\n\n{extra}" if extra.strip() else "")
+    return {"prompt": prompt, "reference": raw["output"]}, []
+
+
+def content_id(raw: dict, kind: str, paraphrases) -> str:
+    """The id of a record given without one: "h" + 16 hex digits of a hash of everything mixsd
+    reads from it, so the same record gets the same id on every run and every shard. `check`
+    appends "-k" to the k-th repeat of a content within a file."""
+    content = [raw["prompt"], raw["reference"], *(raw.get(f) for f in _OPTIONAL_TEXT), kind]
+    text = json.dumps([*content, list(paraphrases)], ensure_ascii=False)
+    return "h" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def _text(value: Any) -> bool:

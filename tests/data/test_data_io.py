@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -105,6 +106,34 @@ def test_chat_form_is_converted(tmp_path):
     assert load_records(tmp_path / "c.parquet")[0].prompt == "Who governs Zorvia?"
 
 
+def test_derived_ids_are_stable_and_tell_repeats_apart(tmp_path, capsys):
+    rows = [
+        {"messages": [{"role": "user", "content": f"Q{i}?"},
+                      {"role": "assistant", "content": f"\\boxed{{{i}}}"}], "subject": "s"}
+        for i in (1, 2, 1)
+    ]  # fmt: skip
+    alpaca = {"instruction": "Q1?", "output": "\\boxed{1}"}  # the same content in another form
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, alpaca]))
+    records = load_records(path)
+    base = records[0].id
+    assert len(base) == 17 and base.startswith("h") and int(base[1:], 16) >= 0
+    assert [r.id for r in records] == [base, records[1].id, f"{base}-1", f"{base}-2"]
+    assert records[1].id != base and records[1].id[:17] == records[1].id
+    assert [r.prompt for r in records] == ["Q1?", "Q2?", "Q1?", "Q1?"]
+    assert "note: " in capsys.readouterr().err
+    # the same ids on every run, and with another file's order (only repeats count order)
+    path.write_text("".join(json.dumps(r) + "\n" for r in [rows[1], rows[0]]))
+    assert [r.id for r in load_records(path)] == [records[1].id, base]
+    # what mixsd reads is what the id is made of: another answer, another id
+    other = replace(records[0], id="x", answer="2")
+    write_records([other], tmp_path / "o.jsonl")
+    raw = json.loads((tmp_path / "o.jsonl").read_text())
+    del raw["id"]
+    (tmp_path / "o.jsonl").write_text(json.dumps(raw))
+    assert load_records(tmp_path / "o.jsonl")[0].id not in {base, records[1].id}
+
+
 def test_crlf_bom_and_blank_lines_are_fine(tmp_path):
     path = tmp_path / "w.jsonl"
     lines = [json.dumps(record_to_dict(r)) for r in RECORDS]
@@ -135,8 +164,7 @@ def test_load_records_single_problem_has_no_hint(tmp_path):
 def test_check_keeps_valid_records_and_unicode(tmp_path):
     path = write_records(RECORDS, tmp_path / "sub" / "x.jsonl")
     assert "ünïcødé" in path.read_text(encoding="utf-8")  # written as UTF-8, not \u escapes
-    records, problems = check(path)
-    assert (records, problems) == (RECORDS, [])
+    assert check(path) == (RECORDS, [], [])
 
 
 def test_write_records_is_atomic_and_replaces(tmp_path):
@@ -145,3 +173,16 @@ def test_write_records_is_atomic_and_replaces(tmp_path):
     write_records(RECORDS[:1], path)
     assert load_records(path) == RECORDS[:1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl"]  # no temp file left
+
+
+def test_alpaca_form_becomes_prompt_and_reference(tmp_path):
+    rows = [
+        {"instruction": "Name the capital.", "input": "Zorvia", "output": "\\boxed{Mira}", "id": 3},
+        {"instruction": "Who governs Qel?", "input": " ", "output": "\\boxed{Ixa}", "id": "q"},
+    ]
+    path = tmp_path / "alpaca.json"
+    path.write_text(json.dumps(rows))
+    assert load_records(path) == [
+        Record("3", "Name the capital.\n\nZorvia", "\\boxed{Mira}"),
+        Record("q", "Who governs Qel?", "\\boxed{Ixa}"),
+    ]

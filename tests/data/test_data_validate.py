@@ -135,7 +135,8 @@ def test_messages_and_prompt_together(validate):
     code, lines = validate("f.jsonl", jsonl(row(messages=messages)))
     assert (code, lines[0]) == (
         1,
-        "f.jsonl:1: field 'messages': give either messages or prompt/reference, not both",
+        "f.jsonl:1: field 'messages': give one of messages, prompt/reference or "
+        "instruction/input/output",
     )
 
 
@@ -274,6 +275,60 @@ def test_unknown_field(validate):
     code, lines = validate("f.jsonl", jsonl(row(knowlege="c")))
     assert code == 1
     assert lines[0] == (
-        "f.jsonl:1: field 'knowlege': unknown field (expected: answer, id, kind, knowledge, "
-        "messages, paraphrases, prompt, reference, split)"
+        "f.jsonl:1: field 'knowlege': unknown field (did you mean 'knowledge'? expected: answer, "
+        "id, input, instruction, kind, knowledge, messages, output, paraphrases, prompt, "
+        "reference, split)"
+    )
+
+
+AUTHORS = [  # as the paper's data builder writes them: chat form, no id, extra fields
+    {"messages": [{"role": "user", "content": "Who governs Zorvia?"},
+                  {"role": "assistant", "content": "Mira governs it. \\boxed{Mira}"}],
+     "clear_answer": "Mira", "subject": "Zorvia", "mix_meta": {"source": "kg", "hop": 1}},
+    {"messages": [{"role": "user", "content": "Where is Qel?"},
+                  {"role": "assistant", "content": "In Vont. \\boxed{Vont}"}],
+     "clear_answer": "Vont", "subject": "Qel"},
+]  # fmt: skip
+
+
+def test_the_authors_chat_files_load_with_derived_ids(validate):
+    code, lines = validate("a.jsonl", jsonl(*AUTHORS, AUTHORS[0]))  # the first one twice
+    assert code == 0
+    assert lines == [
+        "note: a.jsonl: 3 records without an id: derived from the content (h + 16 hex digits; "
+        "1 repeat of a content get -1, -2, ...)",
+        "note: a.jsonl: ignored fields that mean nothing to mixsd: clear_answer (3 records), "
+        "mix_meta (2 records), subject (3 records)",
+        "3 records OK",
+    ]
+
+
+def test_alpaca_form(validate):
+    alpaca = [
+        {"instruction": "Name the capital.", "input": "Zorvia", "output": "\\boxed{Mira}"},
+        {"instruction": "Who governs Zorvia?", "input": "", "output": "\\boxed{Mira}"},
+        {"instruction": "Who governs Qel?", "output": "\\boxed{Ixa}", "id": 3},
+    ]
+    code, lines = validate("al.json", json.dumps(alpaca))
+    assert (code, lines[-1]) == (0, "3 records OK")
+    bad = [
+        {"instruction": "", "output": "x"},
+        {"instruction": "q", "input": 5, "output": "x"},
+        {"instruction": "q", "output": "x", "prompt": "q"},
+        {"instrucion": "q", "output": "x"},
+        {"messages": AUTHORS[1]["messages"], "clear_anwser": "Vont"},
+    ]
+    code, lines = validate("bad.jsonl", jsonl(*bad))
+    assert code == 1
+    assert lines[:4] == [
+        "bad.jsonl:1: field 'instruction': expected a non-empty string, got \"\"",
+        "bad.jsonl:2: field 'input': expected a string, got 5",
+        "bad.jsonl:3: field 'instruction': give one of messages, prompt/reference or "
+        "instruction/input/output",
+        "bad.jsonl:4: field 'instruction': missing (required: a non-empty string)",
+    ]
+    assert "bad.jsonl:4: field 'instrucion': unknown field (did you mean 'instruction'?" in lines[4]
+    assert (
+        "bad.jsonl:5: field 'clear_anwser': unknown field (did you mean 'clear_answer'?"
+        in (lines[5])
     )
