@@ -1,0 +1,147 @@
+"""One raw input row (a dict from any file format) -> a `Record`, or the problems preventing it.
+
+A row gives its prompt and reference in one of three forms: `prompt`/`reference`; chat form,
+`messages: [{role: user, ...}, {role: assistant, ...}]`; or Alpaca form, `instruction`, optional
+`input`, `output` (prompt = instruction, a blank line, input). Every other field must be one of
+the record's (a misspelt `knowlege` would silently change what the expert sees), except the data
+builder's `IGNORED_FIELDS`. A row without an `id` gets `content_id`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from typing import Any
+
+from mixsd.data.records import KINDS, Record
+
+_OPTIONAL_TEXT = ("knowledge", "answer", "split")
+_FORMS = {"messages": ("messages",), "Alpaca": ("instruction", "input", "output")}
+_FIELDS = {"id", "prompt", "reference", "kind", "paraphrases", *_OPTIONAL_TEXT}
+_FIELDS |= {f for fields in _FORMS.values() for f in fields}
+# Written by the paper's data builder next to `messages`; nothing in mixsd reads them.
+IGNORED_FIELDS = ("clear_answer", "mix_meta", "subject")
+
+
+def row_id(raw: Any) -> str | None:
+    """The id a row claims, if it is a usable one (for the duplicate check)."""
+    ident = raw.get("id") if isinstance(raw, dict) else None
+    if isinstance(ident, int) and not isinstance(ident, bool):
+        return str(ident)
+    return ident if _text(ident) else None
+
+
+def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]:
+    """A `Record` from one raw row, or None and the (field, message) problems that prevent it."""
+    if not isinstance(raw, dict):
+        return None, [(None, f"expected a JSON object, got {type(raw).__name__}")]
+    if None in raw:
+        return None, [(None, "more cells than header columns")]
+    raw = {k: v for k, v in raw.items() if v is not None and k not in IGNORED_FIELDS}
+    errors: list[tuple[str | None, str]] = []
+    required = ["prompt", "reference"]
+    forms = [f for f, fields in _FORMS.items() if set(fields) & set(raw)]
+    if len(forms) + ("prompt" in raw or "reference" in raw) > 1:
+        field = next(f for form in forms for f in _FORMS[form] if f in raw)
+        msg = "give one of messages, prompt/reference or instruction/input/output"
+        errors.append((field, msg))
+        required = []  # no "missing" noise on top
+    elif forms == ["messages"]:
+        turns = _from_messages(raw.pop("messages"))
+        if turns is None:
+            errors.append(("messages", _MESSAGES))
+            required = []
+        else:
+            raw = {**turns, **raw}
+    elif forms == ["Alpaca"]:
+        turns, bad = _from_alpaca(raw)
+        errors += bad
+        required = [] if bad else required
+        raw = {**(turns or {}), **{k: v for k, v in raw.items() if k not in _FORMS["Alpaca"]}}
+    if "id" in raw:
+        raw["id"] = row_id(raw) or raw["id"]  # integer ids become strings
+        if not _text(raw["id"]):
+            errors.append(("id", f"expected a non-empty string, got {_show(raw['id'])}"))
+    for field in required:
+        if field not in raw:
+            errors.append((field, "missing (required: a non-empty string)"))
+        elif not _text(raw[field]):
+            errors.append((field, f"expected a non-empty string, got {_show(raw[field])}"))
+    for field in _OPTIONAL_TEXT:
+        if field in raw and not _text(raw[field]):
+            errors.append((field, f"expected a non-empty string, got {_show(raw[field])}"))
+    kind = raw.get("kind", "fact")
+    if kind not in KINDS:
+        errors.append(("kind", f"unknown kind {_show(kind)} (expected one of: {', '.join(KINDS)})"))
+    # a misspelt optional field (`knowlege`) would silently change what the expert sees
+    for field in sorted(set(raw) - _FIELDS):
+        near = difflib.get_close_matches(field, [*_FIELDS, *IGNORED_FIELDS], n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        errors.append((field, f"unknown field ({hint}expected: {', '.join(sorted(_FIELDS))})"))
+    paraphrases = raw.get("paraphrases", [])
+    if not (isinstance(paraphrases, (list, tuple)) and all(_text(p) for p in paraphrases)):
+        msg = f"expected a list of non-empty strings, got {_show(paraphrases)}"
+        errors.append(("paraphrases", msg))
+    if errors:
+        return None, errors
+    record = Record(
+        id=raw["id"] if "id" in raw else content_id(raw, kind, paraphrases),
+        prompt=raw["prompt"],
+        reference=raw["reference"],
+        knowledge=raw.get("knowledge"),
+        answer=raw.get("answer"),
+        kind=kind,
+        split=raw.get("split"),
+        paraphrases=tuple(paraphrases),
+    )
+    return record, []
+
+
+_MESSAGES = "expected [{role: user, content}, {role: assistant, content}], non-empty contents"
+
+
+def _from_messages(messages: Any) -> dict[str, str] | None:
+    """prompt/reference from a chat-form record (one user turn, then one assistant turn)."""
+    ok = (
+        isinstance(messages, list)
+        and len(messages) == 2
+        and all(isinstance(m, dict) and _text(m.get("content")) for m in messages)
+        and [m.get("role") for m in messages] == ["user", "assistant"]
+    )
+    return {"prompt": messages[0]["content"], "reference": messages[1]["content"]} if ok else None
+
+
+def _from_alpaca(raw: dict) -> tuple[dict[str, str] | None, list[tuple[str, str]]]:
+    """prompt/reference from an Alpaca-form record: instruction, optional input, output."""
+    errors = []
+    for field in ("instruction", "output"):
+        if field not in raw:
+            errors.append((field, "missing (required: a non-empty string)"))
+        elif not _text(raw[field]):
+            errors.append((field, f"expected a non-empty string, got {_show(raw[field])}"))
+    extra = raw.get("input", "")
+    if not isinstance(extra, str):
+        errors.append(("input", f"expected a string, got {_show(extra)}"))
+    if errors:
+        return None, errors
+    prompt = raw["instruction"] + (f"\n\n{extra}" if extra.strip() else "")
+    return {"prompt": prompt, "reference": raw["output"]}, []
+
+
+def content_id(raw: dict, kind: str, paraphrases) -> str:
+    """The id of a record given without one: "h" + 16 hex digits of a hash of everything mixsd
+    reads from it, so the same record gets the same id on every run and every shard. `check`
+    appends "-k" to the k-th repeat of a content within a file."""
+    content = [raw["prompt"], raw["reference"], *(raw.get(f) for f in _OPTIONAL_TEXT), kind]
+    text = json.dumps([*content, list(paraphrases)], ensure_ascii=False)
+    return "h" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
