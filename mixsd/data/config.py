@@ -55,7 +55,7 @@ class TinyModelConfig:
     out: Path
     hidden: int = 64
     layers: int = 2
-    heads: int = 4
+    heads: int = 1  # head size hidden/heads = 64, which vLLM's CPU attention supports
     vocab: int = 512
     seed: int = 0
 

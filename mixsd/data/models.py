@@ -62,7 +62,7 @@ def build_tiny_model(
     out: str | Path,
     hidden: int = 64,
     layers: int = 2,
-    heads: int = 4,
+    heads: int = 1,  # head size 64: a size vLLM's CPU attention supports (16 is refused)
     vocab: int = 512,
     seed: int = 0,
     max_positions: int = 2048,

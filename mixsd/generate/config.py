@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 ENGINES = ("hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-VLLM_RUNNERS = ("v2", "v1")
+VLLM_RUNNERS = ("auto", "v2", "v1")
 
 
 @dataclass
@@ -30,14 +30,16 @@ class GenerateConfig:
     batch_size: int = 32
     shard: str = "0/1"
     max_retries: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # cuda when a GPU is visible, else cpu (vllm: the platform vLLM runs on)
     dtype: str = "auto"  # hf: bfloat16 on CUDA, float32 on CPU; vllm: the model's own
     templates: str | None = None
     stop: list[str] = field(default_factory=list)  # extra stop tokens: token strings or ids
     other_logprobs: bool = True
     tensor_parallel_size: int = 1  # vllm: GPUs per engine
     gpu_memory_utilization: float = 0.9  # vllm: share of each GPU for weights + KV cache
-    vllm_runner: str = "v2"  # vllm: Model Runner V2 (default) or the V1 runner
+    vllm_runner: str = "auto"  # vllm: Model Runner V2 on CUDA, the V1 runner on CPU (no Triton)
+    vllm_eager: bool | None = None  # vllm: skip compilation and CUDA graphs; None = on CPU only
+    cpu_kv_cache_gib: int = 4  # vllm on CPU: KV cache GiB (VLLM_CPU_KVCACHE_SPACE)
     rows_per_part: int = 1000
     flush_seconds: float = 300.0  # write buffered rows at least this often (bounds a kill's loss)
 
@@ -50,7 +52,7 @@ class GenerateConfig:
         if len(set(self.lam)) != len(self.lam):
             raise ValueError(f"option 'lam': repeated value in {self.lam}")
         positive = ("samples", "max_new_tokens", "max_model_len", "batch_size", "rows_per_part",
-                    "tensor_parallel_size")  # fmt: skip
+                    "tensor_parallel_size", "cpu_kv_cache_gib")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"option '{name}': must be >= 1, got {getattr(self, name)}")
@@ -66,8 +68,8 @@ class GenerateConfig:
             raise ValueError(f"option 'vllm_runner': expected one of {', '.join(VLLM_RUNNERS)}")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise ValueError("option 'gpu_memory_utilization': must be in (0, 1]")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"option 'device': expected cpu or cuda[:i], got {self.device!r}")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(f"option 'device': expected auto, cpu or cuda[:i]: {self.device!r}")
         from mixsd.targets.writer import parse_shard
 
         self.shard = parse_shard(self.shard)  # canonical "i-of-N"
@@ -77,7 +79,15 @@ class GenerateConfig:
         """The hf engine's dtype: "auto" is bfloat16 on CUDA, float32 on CPU."""
         if self.dtype != "auto":
             return self.dtype
-        return "bfloat16" if self.device.startswith("cuda") else "float32"
+        return "bfloat16" if self.torch_device().startswith("cuda") else "float32"
+
+    def torch_device(self) -> str:
+        """The hf engine's device: "auto" is cuda when a GPU is visible, else cpu."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def sampling(self):
         """The token-choice settings as the mixing core's `Sampling`."""

@@ -20,6 +20,7 @@ and the caller appends the token to both the expert and the naive context.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from dataclasses import dataclass
 
@@ -28,6 +29,27 @@ import torch
 
 COIN = 0  # purpose: which conditional this step samples from
 TOKEN = 1  # purpose: which token the picked conditional emits
+
+
+class Role(enum.IntEnum):
+    """Which conditional: the expert (knowledge in its context) or the naive one. NAIVE is 1, as
+    in target sets' `source` column (1 = the naive conditional picked the token)."""
+
+    EXPERT = 0
+    NAIVE = 1
+
+
+def naive_picked(coin_u, lam):
+    """The coin rule: the naive conditional samples a step iff its COIN uniform is below lam.
+
+    coin_u, lam: arrays, tensors or floats that broadcast (`[n]` and `[n]` or scalar); returns
+    their bool comparison. Every engine calls this, so all agree on every step's conditional."""
+    return coin_u < lam
+
+
+def solo_role(lam: float) -> Role | None:
+    """The one conditional a lam 0 (expert) or lam 1 (naive) job decodes; None for a mixed job."""
+    return Role.EXPERT if lam == 0.0 else Role.NAIVE if lam == 1.0 else None
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -125,7 +147,7 @@ def mix_step(
     mixed prefix; coin_u, token_u: `[batch]` keyed uniforms (purposes COIN and TOKEN); lam: `[batch]`
     P(naive) per row. Returns (tokens `[batch]` int64, source `[batch]` bool, True = naive picked).
     """
-    source = coin_u.to(lam) < lam
+    source = naive_picked(coin_u.to(lam), lam)
     picked = torch.where(source.to(expert_logits.device).unsqueeze(-1), naive_logits, expert_logits)
     return choose_tokens(picked, token_u.to(picked.device), sampling), source
 

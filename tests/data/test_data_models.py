@@ -57,7 +57,7 @@ def test_cli_defaults_match_the_fixture_model(tmp_path, tiny_model):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--hidden", "30"], "option 'hidden': 30 is not divisible by heads (4)"),
+        (["--hidden", "30", "--heads", "4"], "option 'hidden': 30 is not divisible by heads (4)"),
         (["--vocab", "100"], "option 'vocab': expected >= 300, got 100"),
         (["--layers", "0"], "option 'layers': expected >= 1, got 0"),
     ],

@@ -23,8 +23,9 @@ LOGPROBS = ("expert_logprob", "naive_logprob")
 @pytest.fixture(scope="module")
 def input_path(tmp_path_factory):
     records = [
-        Record(f"q{i}", f"Who founded guild {i}?", f"The answer is {i}.\n\n\\boxed{{{i}}}")
-        for i in range(7)
+        # five-digit answers: the random tiny model never says them (a digit it does say often)
+        Record(f"q{i}", f"Who founded guild {i}?", f"The answer is {n}.\n\n\\boxed{{{n}}}")
+        for i, n in enumerate(range(48611, 48618))
     ]
     return write_records(records, tmp_path_factory.mktemp("in") / "train.jsonl")
 

@@ -5,14 +5,20 @@ import importlib.util
 from types import SimpleNamespace
 
 import pytest
-import torch
-from vllm_sim import Knobs, SimLLM
+from vllm_sim import Knobs, SimLLM, fake_open_llm
 
 import mixsd.generate.vllm_engine as vllm_engine
 from mixsd.errors import MixsdError
 from mixsd.generate.core import Sampling
 from mixsd.generate.jobs import Job
-from mixsd.generate.vllm_engine import PROCESSORS, VLLMEngine, open_llm, pick_sentinels
+from mixsd.generate.vllm_engine import (
+    CPU_HEAD_SIZES,
+    PROCESSORS,
+    EnginePlan,
+    VLLMEngine,
+    pick_sentinels,
+    plan_engine,
+)
 from mixsd.generate.vllm_pairs import pair_args
 
 SAMPLING = Sampling(0.7, 20, 0.9)
@@ -20,7 +26,7 @@ STOPS = [2, 9]
 
 
 def engine_with(monkeypatch, llm, **kw) -> VLLMEngine:
-    monkeypatch.setattr(vllm_engine, "open_llm", lambda *a, **k: llm)
+    monkeypatch.setattr(vllm_engine, "open_llm", fake_open_llm(llm))
     return VLLMEngine("model-dir", SAMPLING, STOPS, batch_size=4, max_new_tokens=12, **kw)
 
 
@@ -126,12 +132,41 @@ def test_missing_vllm_is_a_clear_error(monkeypatch):
         VLLMEngine("model-dir", SAMPLING, STOPS)
 
 
-def test_no_gpu_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(MixsdError, match="needs a CUDA GPU"):
-        open_llm("model-dir")
-    with pytest.raises(MixsdError, match="runner must be"):
-        open_llm("model-dir", runner="v3")
+LLAMA = {"hidden_size": 128, "num_attention_heads": 2, "max_position_embeddings": 2048}
+
+
+def test_cpu_plan_v1_runner_eager_and_clamped_length(caplog):
+    plan = plan_engine(LLAMA, "cpu", max_model_len=4096)
+    assert plan == EnginePlan("cpu", "v1", 2048, eager=True)
+    assert "Model Runner V2 needs Triton; using the V1 runner" in caplog.text
+    assert "max_model_len 4096 > the model's max_position_embeddings 2048" in caplog.text
+    assert plan_engine(LLAMA, "cpu", device="cpu", runner="v1", max_model_len=512, eager=False) == (
+        EnginePlan("cpu", "v1", 512, eager=False)
+    )
+    assert plan_engine(LLAMA, "cuda", device="cuda:0") == EnginePlan("cuda", "v2", 2048, False)
+
+
+@pytest.mark.parametrize(
+    "config, platform, kw, message",
+    [
+        ({"hidden_size": 64, "num_attention_heads": 4}, "cpu", {}, "head size is 16, and vLLM's "
+         "CPU attention supports only 32, 64, 80"),
+        ({"head_dim": 48, "hidden_size": 64, "num_attention_heads": 4}, "cpu", {}, "is 48"),
+        (LLAMA, "cpu", {"runner": "v2"}, "Model Runner V2 needs Triton"),
+        (LLAMA, "cpu", {"runner": "v3"}, "runner must be 'auto', 'v2' or 'v1'"),
+        (LLAMA, "cpu", {"device": "cuda"}, "cuda requested, but this vLLM build runs on cpu"),
+        (LLAMA, "cuda", {"device": "cpu"}, "cpu requested, but this vLLM build runs on cuda"),
+    ],
+)  # fmt: skip
+def test_what_vllm_would_refuse_is_one_line_before_start_up(config, platform, kw, message):
+    with pytest.raises(MixsdError, match=message):
+        plan_engine(config, platform, **kw)
+
+
+def test_cpu_head_sizes_are_vllms():
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    assert list(CPU_HEAD_SIZES) == CPUAttentionBackend.get_supported_head_sizes()
 
 
 def test_vllm_loads_the_registered_processors_and_validates_arguments():

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 from vllm import SamplingParams
-from vllm_sim import Knobs, SimLLM
+from vllm_sim import Knobs, SimLLM, fake_open_llm
 
 import mixsd.generate.vllm_engine as vllm_engine
 from mixsd.generate.core import Sampling, sequence_key
@@ -35,9 +35,10 @@ def jobs(tiny_tokenizer):
 
 @pytest.fixture(scope="module")
 def stops(tiny_model, tiny_tokenizer, jobs):
-    """EOS plus the tokens the tiny model emits most (greedy, T=1), so some sequences stop."""
+    """EOS plus the tokens the tiny model emits most (greedy, T=1, T=0.7 top-k/p), so some
+    sequences stop under each sampling the tests use."""
     ids = [tiny_tokenizer.eos_token_id]
-    for sampling in (Sampling(0.0, 0, 1.0), Sampling(1.0, 0, 1.0)):
+    for sampling in (Sampling(0.0, 0, 1.0), Sampling(1.0, 0, 1.0), Sampling(0.7, 20, 0.9)):
         runs = HFEngine(tiny_model, sampling, [], max_new_tokens=NEW).generate(jobs)
         ids.append(Counter(t for r in runs for t in r.target_ids).most_common(1)[0][0])
     return ids
@@ -49,7 +50,7 @@ def reference(model, jobs, sampling, stops, **kw):
 
 
 def simulated(monkeypatch, model, jobs, sampling, stops, knobs, **kw):
-    monkeypatch.setattr(vllm_engine, "open_llm", lambda *a, **k: SimLLM(model, knobs))
+    monkeypatch.setattr(vllm_engine, "open_llm", fake_open_llm(SimLLM(model, knobs)))
     engine = vllm_engine.VLLMEngine("tiny", sampling, stops, batch_size=4, max_new_tokens=NEW, **kw)
     return engine, {r.tag: r for r in engine.generate(jobs)}
 

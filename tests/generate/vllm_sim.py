@@ -29,6 +29,7 @@ from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdateBuilder, MoveDirectionality
 from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcRequestState
 
+from mixsd.generate.vllm_engine import EnginePlan
 from mixsd.generate.vllm_processor import MixsdProcessorV1, MixsdProcessorV2
 
 
@@ -321,3 +322,13 @@ class SimLLM:
             stop_reason=r.stop_reason,
         )  # fmt: skip
         return SimpleNamespace(outputs=[out], prompt_logprobs=prompt_lps)
+
+
+def fake_open_llm(llm):
+    """A stand-in for `vllm_engine.open_llm` that hands the engine `llm` (a `SimLLM` or canned
+    outputs) and the plan a CUDA machine would get, with the requested `max_model_len`."""
+
+    def open_llm(model, *, runner="auto", max_model_len=4096, **kw):
+        return llm, EnginePlan("cuda", "v2" if runner == "auto" else runner, max_model_len, False)
+
+    return open_llm
