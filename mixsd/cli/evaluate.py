@@ -28,8 +28,8 @@ def evaluate(
     suite: Annotated[
         Repeatable,
         typer.Option(
-            help="Held-out suite: gsm8k|math500|mmlu|jsonl=PATH, or built-in kgfunc-heldout, "
-            "toy-known, toy-addition, toy-reversal (=SEED optional); repeatable."
+            help="Held-out suite: gsm8k|math500|mmlu|jsonl=PATH, or built-in world, language, "
+            "kgfunc-heldout, toy-known, toy-addition, toy-reversal (=SEED optional); repeatable."
         ),
     ] = None,
     out: Annotated[

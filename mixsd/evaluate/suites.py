@@ -11,10 +11,11 @@ Retention suites are read from LOCAL files in their usual public formats (nothin
   directory of them), or HF-style JSONL/Parquet rows `{"question", "choices": [4], "answer": 0-3}`;
 - `jsonl=PATH`: generic JSONL rows `{"prompt", "answer"}` (`reference` optional: the full answer
   text, used as the Fisher's label), the prompt used verbatim, the suite named after the file;
-plus built-in suites made by the synthetic generators at their default sizes (`NAME` or
-`NAME=SEED`, see `BUILTINS`): `kgfunc-heldout` (KGFunc questions on operations never seen in
-training) and the toy world's held-out skills (`toy-known`: facts the toy base
-memorized in pretraining; `toy-addition`, `toy-reversal`).
+plus the built-in data suites `world` and `language` (see `PACKAGED`: what a small chat model
+such as SmolLM2 knows), and built-in suites made by the synthetic
+generators at their default sizes (`NAME` or `NAME=SEED`, see `BUILTINS`): `kgfunc-heldout`
+(KGFunc questions on operations never seen in training) and the toy world's held-out skills
+(`toy-known`: facts the toy base memorized in pretraining; `toy-addition`, `toy-reversal`).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def load_suite(spec: str) -> Suite:
     """A suite from `FORMAT=PATH` or a built-in name (one-line MixsdError on anything wrong)."""
     name, sep, path = spec.partition("=")
     name = name.strip()
+    if name in PACKAGED and not sep:
+        return Suite(name, load_jsonl(PACKAGED[name]))
     if name in BUILTINS:
         if sep and not path.strip().isdigit():
             raise MixsdError(f"suite '{spec}': expected {name} or {name}=SEED (an integer)")
@@ -92,7 +95,7 @@ def load_suite(spec: str) -> Suite:
     if not sep:
         raise MixsdError(
             f"suite '{spec}': expected FORMAT=PATH (FORMAT one of {', '.join(FORMATS)}) "
-            f"or a built-in suite ({', '.join(BUILTINS)}, optionally =SEED)"
+            f"or a built-in suite ({', '.join(PACKAGED)}; {', '.join(BUILTINS)}, optionally =SEED)"
         )
     if name not in FORMATS:
         raise MixsdError(
@@ -247,6 +250,16 @@ def _kgfunc_heldout(seed: int) -> list[Record]:
         build(KGFuncConfig(out=Path(tmp), seed=seed))
         return load_records(Path(tmp) / "heldout.jsonl")
 
+
+# Built-in suites shipped as data files (`mixsd/evaluate/data/`): public knowledge a small chat
+# model has, kept to the items SmolLM2-135M-Instruct answers correctly (greedy, 32 tokens,
+# `contains`: 65 of 110 candidates), so its retention is the share of what it knew that it still
+# knows. `world` (53): capitals and common facts; `language` (12): opposites, plurals, months,
+# colours. Answers are words: score them with `contains`. (Short format-following requests, "say
+# only yes", "complete A, B, C,", were tried too: SmolLM2 followed 1 of 12, nothing to retain.)
+PACKAGED = {
+    name: Path(__file__).parent / "data" / f"{name}.jsonl" for name in ("world", "language")
+}
 
 # Built-in suites: name -> records as a function of the generator's seed (default sizes).
 BUILTINS = {
