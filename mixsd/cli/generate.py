@@ -36,6 +36,13 @@ def generate(
     max_retries: Annotated[
         int | None, Opt(help="Rejection sampling: extra attempts when the answer is wrong.")
     ] = None,
+    answer_methods: Annotated[
+        str | None,
+        Opt(
+            help="Rejection sampling's answer check, tried in order: boxed,number (default) or "
+            "contains (the answer as a whole word, for models that answer in sentences)."
+        ),
+    ] = None,
     device: Annotated[str | None, Opt(help="auto (cuda if visible), cpu or cuda[:i].")] = None,
     dtype: Annotated[
         str | None, Opt(help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16.")
@@ -68,8 +75,9 @@ def generate(
         GenerateConfig, config, model=model, input=input, out=out, lam=lam, samples=samples,
         temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
         max_model_len=max_model_len, seed=seed, engine=engine, batch_size=batch_size,
-        shard=shard, max_retries=max_retries, device=device, dtype=dtype, templates=templates,
-        stop=stop, other_logprobs=False if no_other_logprobs else None,
+        shard=shard, max_retries=max_retries, answer_methods=answer_methods, device=device,
+        dtype=dtype, templates=templates, stop=stop,
+        other_logprobs=False if no_other_logprobs else None,
         tensor_parallel_size=tensor_parallel_size,
         gpu_memory_utilization=gpu_memory_utilization, vllm_runner=vllm_runner,
         vllm_eager=vllm_eager, cpu_kv_cache_gib=cpu_kv_cache_gib,

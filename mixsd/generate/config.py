@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mixsd.answers import METHODS
+
 ENGINES = ("hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 VLLM_RUNNERS = ("auto", "v2", "v1")
@@ -30,6 +32,9 @@ class GenerateConfig:
     batch_size: int = 32
     shard: str = "0/1"
     max_retries: int = 0
+    # how rejection sampling reads a target's answer (mixsd.answers): the published boxed/number,
+    # or `contains` (the answer as a whole word) for a model that answers in plain sentences
+    answer_methods: list[str] = field(default_factory=lambda: ["boxed", "number"])
     device: str = "auto"  # cuda when a GPU is visible, else cpu (vllm: the platform vLLM runs on)
     dtype: str = "auto"  # hf: bfloat16 on CUDA, float32 on CPU; vllm: the model's own
     templates: str | None = None
@@ -60,6 +65,9 @@ class GenerateConfig:
             raise ValueError(f"option 'flush_seconds': must be >= 0, got {self.flush_seconds}")
         if self.max_retries < 0:
             raise ValueError(f"option 'max_retries': must be >= 0, got {self.max_retries}")
+        bad = [m for m in self.answer_methods if m not in METHODS]
+        if bad or not self.answer_methods:
+            raise ValueError(f"option 'answer_methods': expected some of {', '.join(METHODS)}")
         if self.engine not in ENGINES:
             raise ValueError(f"option 'engine': expected one of {', '.join(ENGINES)}")
         if self.dtype not in DTYPES:

@@ -131,7 +131,7 @@ def test_rejection_sampling_retries_with_new_keys(
     assert all(
         a["target_ids"] != b["target_ids"] for a, b in zip(got, first, strict=True)
     )  # other keys
-    monkeypatch.setattr(runner, "is_correct", lambda text, gold: True)
+    monkeypatch.setattr(runner, "is_correct", lambda text, gold, methods: True)
     cfg = config(tiny_model_dir, input_path, tmp_path / "ok", lam=[0.5], max_retries=2)
     assert runner.run(cfg)["acceptance_rate"] == 1.0
     assert_same_rows(rows(cfg.out), [r | {"correct": True} for r in first])
