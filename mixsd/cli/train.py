@@ -82,11 +82,33 @@ def train(
             "--recall-every-epoch/--no-recall-every-epoch", help="Closed-book recall per epoch."
         ),
     ] = None,
+    method: Annotated[
+        Str, typer.Option(help="nll (target sets) | opsd (on-policy self-distillation).")
+    ] = None,
+    input: Annotated[
+        Path | None, typer.Option(help="opsd: input records (naive prompts, teacher knowledge).")
+    ] = None,
+    templates: Annotated[
+        Path | None, typer.Option(help="opsd: expert templates YAML (default: published).")
+    ] = None,
+    divergence: Annotated[
+        Str, typer.Option(help="opsd: reverse_kl | forward_kl | jsd, per rollout token.")
+    ] = None,
+    jsd_beta: Annotated[float | None, typer.Option(help="opsd: beta of jsd.")] = None,
+    teacher_top_k: Annotated[
+        Int, typer.Option(help="opsd: divergence over the teacher's top-k (0: full vocab).")
+    ] = None,
+    rollouts: Annotated[Int, typer.Option(help="opsd: rollouts per prompt.")] = None,
+    rollout_max_new_tokens: Annotated[Int, typer.Option(help="opsd: rollout length cap.")] = None,
+    rollout_temperature: Annotated[
+        float | None, typer.Option(help="opsd: student sampling temperature.")
+    ] = None,
     stop_after: Annotated[
         Int, typer.Option(help="Stop (checkpointed) after N steps of this call.")
     ] = None,
 ) -> None:
-    """Fine-tune on target sets; writes RUN/{config.yaml,metrics.jsonl,checkpoints,model}."""
+    """Fine-tune on target sets (--method nll) or by on-policy self-distillation from an input set
+    (--method opsd); writes RUN/{config.yaml,metrics.jsonl,checkpoints,model}."""
     from mixsd.config import load_config
     from mixsd.train.config import TrainConfig
     from mixsd.train.launch import relaunch, under_launcher
@@ -98,7 +120,9 @@ def train(
         schedule=schedule, save_every=save_every, export_every_epoch=export_every_epoch,
         failed=failed, max_len=max_len, too_long=too_long,
         gradient_checkpointing=gradient_checkpointing, dtype=dtype,
-        recall_every_epoch=recall_every_epoch,
+        recall_every_epoch=recall_every_epoch, method=method, input=input, templates=templates,
+        divergence=divergence, jsd_beta=jsd_beta, teacher_top_k=teacher_top_k, rollouts=rollouts,
+        rollout_max_new_tokens=rollout_max_new_tokens, rollout_temperature=rollout_temperature,
     )  # fmt: skip
     if cfg.nproc > 1 and not under_launcher():
         _precheck(cfg)  # user errors as one line here, before N processes start
@@ -119,6 +143,12 @@ def _precheck(cfg) -> None:
     from mixsd.train.data import check_set, parse_target_spec
 
     tokenizer = load_tokenizer(cfg.model)
+    if cfg.method == "opsd":
+        from mixsd.data.io import load_records
+        from mixsd.data.templates import load_templates
+
+        load_records(cfg.input)
+        load_templates(cfg.templates)
     for spec in cfg.targets:
         check_set(*parse_target_spec(spec), tokenizer_fingerprint(tokenizer))
     cfg.micro_and_accumulation(cfg.nproc)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mixsd.train.packing import Packed, packed_loss_sum
+from mixsd.train.packing import Packed, packed_logits, packed_loss_sum
 
 DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
 
@@ -40,6 +40,11 @@ class Plain:
     def loss_sum(self, batch: Packed) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return packed_loss_sum(self.forward, batch, self.device)
+
+    def logits(self, batch: Packed) -> torch.Tensor:
+        """fp32 logits [K, vocab] at the batch's target positions (`packing.packed_logits`)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return packed_logits(self.forward, batch, self.device)
 
     def micro_step(self, boundary: bool):
         """Context for one micro-step's forward and backward: DDP all-reduces only at the
@@ -106,6 +111,9 @@ class DeepSpeedBackend:
 
     def loss_sum(self, batch: Packed) -> torch.Tensor:
         return packed_loss_sum(self.engine, batch, self.device)
+
+    def logits(self, batch: Packed) -> torch.Tensor:
+        return packed_logits(self.engine, batch, self.device)
 
     def micro_step(self, boundary: bool):
         return contextlib.nullcontext()  # the engine knows its accumulation boundaries

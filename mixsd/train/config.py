@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from mixsd.errors import MixsdError
@@ -12,6 +12,12 @@ ZERO_STAGES = ("none", "0", "1", "2", "3")
 DTYPES = ("auto", "float32", "bfloat16")
 TOO_LONG = ("truncate", "refuse")
 FAILED = ("reference", "drop", "keep")
+METHODS = ("nll", "opsd")
+DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
+# Options that only one method reads: set under the other, they are an error, not ignored.
+NLL_ONLY = ("targets", "failed", "too_long")
+OPSD_ONLY = ("input", "templates", "divergence", "jsd_beta", "teacher_top_k", "rollouts",
+             "rollout_max_new_tokens", "rollout_temperature", "answer_methods")  # fmt: skip
 
 # Options that do not change the training trajectory: a resumed run may change them.
 RESUMABLE_CHANGES = (
@@ -25,13 +31,18 @@ RESUMABLE_CHANGES = (
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning on target sets. `batch_size` is the GLOBAL batch (sequences per optimizer step):
-    it is split into processes x `micro_batch_size` x gradient-accumulation steps, so a run reaches
-    the same weights whatever the number of processes."""
+    """Fine-tuning: `method` nll trains on target sets (MixSD or SFT), opsd is on-policy
+    self-distillation from an input set (`mixsd.train.opsd`). `batch_size` is the GLOBAL batch
+    (sequences, or OPSD prompts, per optimizer step): it is split into processes x
+    `micro_batch_size` x gradient-accumulation steps, so a run reaches the same weights whatever
+    the number of processes."""
 
     model: str
-    targets: list[str]  # "SET" or "SET:lam=0.3" (several λ: "SET:lam=0.3,0.5")
     out: Path
+    method: str = "nll"
+    targets: list[str] = field(
+        default_factory=list
+    )  # "SET" or "SET:lam=0.3" (or "SET:lam=0.3,0.5")
     epochs: int = 1
     steps: int | None = None  # optimizer steps; overrides epochs when given
     lr: float = 1e-5
@@ -58,10 +69,32 @@ class TrainConfig:
     recall_every_epoch: bool = False  # greedy closed-book recall on training questions
     recall_limit: int = 256  # questions used by the recall hook
     recall_max_new_tokens: int = 64
+    # --method opsd (defaults as published: reverse KL over the teacher's top-64, one rollout per
+    # prompt at T=1; 16 prompts per step and 2 epochs are set in configs/opsd.yaml)
+    input: Path | None = None  # input records (JSONL): naive prompts, knowledge for the teacher
+    templates: Path | None = None  # expert templates YAML (default: the published ones)
+    divergence: str = "reverse_kl"  # reverse_kl | forward_kl | jsd, per rollout token
+    jsd_beta: float = 0.5  # jsd: beta KL(teacher||m) + (1-beta) KL(student||m)
+    teacher_top_k: int = 64  # divergence over the teacher's top-k tokens (0: the full vocabulary)
+    rollouts: int = 1  # rollouts per prompt
+    rollout_max_new_tokens: int = 512
+    rollout_temperature: float = 1.0
+    answer_methods: list[str] = field(default_factory=lambda: ["boxed", "number"])
 
     def __post_init__(self) -> None:
-        if not self.targets:
+        if self.method not in METHODS:
+            raise ValueError(
+                f"option 'method': expected one of {', '.join(METHODS)}, got {self.method!r}"
+            )
+        other = OPSD_ONLY if self.method == "nll" else NLL_ONLY
+        for f in (f for f in fields(self) if f.name in other):
+            default = f.default_factory() if f.default is MISSING else f.default
+            if getattr(self, f.name) != default:
+                raise ValueError(f"option '{f.name}': not used by --method {self.method}")
+        if self.method == "nll" and not self.targets:
             raise ValueError("option 'targets': give at least one target set (SET or SET:lam=0.3)")
+        if self.method == "opsd":
+            self._check_opsd()
         self.zero = str(self.zero)
         if self.zero not in ZERO_STAGES:
             raise ValueError(
@@ -105,10 +138,49 @@ class TrainConfig:
             )
         if self.deepspeed_config is not None and self.zero == "none":
             raise ValueError("option 'deepspeed_config': needs --zero 0|1|2|3")
+        if self.method == "opsd" and self.zero == "3":
+            raise ValueError(
+                "option 'zero': --method opsd samples rollouts from the full weights; "
+                "use --zero none|0|1|2 (ZeRO-3 shards them)"
+            )
         if self.recall_every_epoch and self.zero == "3":
             raise ValueError(
                 "option 'recall_every_epoch': not with ZeRO-3 (sharded weights); "
                 "use --export-every-epoch and evaluate the exports"
+            )
+
+    def _check_opsd(self) -> None:
+        from mixsd.answers import METHODS as ANSWER_METHODS
+
+        if self.input is None:
+            raise ValueError("option 'input': --method opsd needs the input records (JSONL)")
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(
+                f"option 'divergence': expected one of {', '.join(DIVERGENCES)}, "
+                f"got {self.divergence!r}"
+            )
+        if not 0 < self.jsd_beta < 1:
+            raise ValueError(f"option 'jsd_beta': expected a number in (0, 1), got {self.jsd_beta}")
+        if self.teacher_top_k < 0:
+            raise ValueError(
+                f"option 'teacher_top_k': expected an integer >= 0 (0: the full vocabulary), "
+                f"got {self.teacher_top_k}"
+            )
+        for name in ("rollouts", "rollout_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"option '{name}': expected an integer >= 1, got {getattr(self, name)}"
+                )
+        if not self.rollout_temperature > 0:
+            raise ValueError(
+                f"option 'rollout_temperature': expected a positive number, "
+                f"got {self.rollout_temperature}"
+            )
+        bad = [m for m in self.answer_methods if m not in ANSWER_METHODS]
+        if not self.answer_methods or bad:
+            raise ValueError(
+                f"option 'answer_methods': expected some of {', '.join(ANSWER_METHODS)}, "
+                f"got {self.answer_methods}"
             )
 
     def micro_and_accumulation(self, world: int) -> tuple[int, int]:

@@ -1,10 +1,12 @@
-"""The training loop: one loop, plain PyTorch or DeepSpeed underneath (see backends).
+"""The training loop: one loop, plain PyTorch or DeepSpeed underneath (see backends), and one of
+two objectives on top: NLL on target sets (`TargetNLL`) or on-policy self-distillation (`opsd`).
 
-Each optimizer step takes the next `batch_size` sequences of a seeded per-epoch order, splits them
-over processes and micro-steps (schedule.micro_slices), packs each micro-batch without padding
-between sequences (packing), and normalises the loss by the target-token count of the whole global batch: the update
-is the same for 1 process or N. Writes `RUN/config.yaml`, `RUN/metrics.jsonl`, checkpoints, exports
-and the final `RUN/model/`; the same command resumes a killed run.
+Each optimizer step takes the next `batch_size` items (target rows, or OPSD prompts) of a seeded
+per-epoch order, splits them over processes and micro-steps (schedule.micro_slices), packs each
+micro-batch without padding between sequences (packing), and normalises the loss by the token
+count of the whole global batch: the update is the same for 1 process or N. Writes
+`RUN/config.yaml`, `RUN/metrics.jsonl`, checkpoints, exports and the final `RUN/model/`; the same
+command resumes a killed run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -21,7 +24,7 @@ from mixsd.errors import MixsdError
 from mixsd.train import checkpoint, schedule
 from mixsd.train.config import RESUMABLE_CHANGES, TrainConfig
 from mixsd.train.data import load_examples
-from mixsd.train.packing import pack
+from mixsd.train.packing import Packed, pack
 
 
 def _distributed(zero: str) -> tuple[int, int]:
@@ -113,6 +116,57 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
     return backend, micro, accumulation
 
 
+class NLLMicro(NamedTuple):
+    """One micro-step of target rows; weight 0 for a process left without rows."""
+
+    batch: Packed
+    weight: float
+
+
+class TargetNLL:
+    """The NLL objective on target-set examples (MixSD or SFT targets): per micro-step the summed
+    target NLL, normalised by the target-token count of the whole global batch."""
+
+    def __init__(self, examples: list, stats, one_row: bool = False):
+        self.examples, self.stats, self.one_row = examples, stats, one_row
+        self.n_items = len(examples)
+
+    def data_record(self) -> dict:
+        return {**vars(self.stats), "examples": self.n_items}
+
+    def micro_batches(self, backend, epoch: int, indices, parts, world: int):
+        """(micro-steps, global target-token count, step figures)."""
+        ex = self.examples
+        # A short last batch can leave this process nothing: run the first sequence with
+        # weight 0 so every process takes part in the collective operations.
+        micros = [
+            NLLMicro(pack([ex[i] for i in part] or [ex[indices[0]]], self.one_row), len(part) > 0)
+            for part in parts
+        ]
+        return micros, sum(ex[i].n_target for i in indices), {}
+
+    def loss(self, backend, micro: NLLMicro) -> tuple:
+        loss = backend.loss_sum(micro.batch)
+        figures = {"loss": float(loss.detach()), "tokens": micro.batch.n_real,
+                   "slots": micro.batch.n_slots}  # fmt: skip
+        return loss, figures
+
+    def record(self, sums: dict, n_target: float) -> dict:
+        return {"loss": sums["loss"] / n_target, "target_tokens": int(n_target)}
+
+    def recall_examples(self) -> list:
+        return self.examples
+
+
+def _objective(cfg: TrainConfig, tokenizer, max_len: int):
+    if cfg.method == "opsd":
+        from mixsd.train.opsd import OPSD
+
+        return OPSD(cfg, tokenizer, max_len)
+    examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed)
+    return TargetNLL(examples, stats)
+
+
 def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """Train; returns `RUN/model`. `stop_after`: stop (with a checkpoint) after that many optimizer
     steps of this invocation, as if killed; running again resumes."""
@@ -127,10 +181,13 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     tokenizer, model = _load_model(cfg.model)
     max_len = cfg.max_len or model.config.max_position_embeddings
-    examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed)
-    total = schedule.total_steps(len(examples), cfg.batch_size, cfg.epochs, cfg.steps)
-    per_epoch = schedule.steps_per_epoch(len(examples), cfg.batch_size)
+    objective = _objective(cfg, tokenizer, max_len)
+    n = objective.n_items
+    total = schedule.total_steps(n, cfg.batch_size, cfg.epochs, cfg.steps)
+    per_epoch = schedule.steps_per_epoch(n, cfg.batch_size)
     backend, micro, accumulation = _build(cfg, model, rank, world, total)
+    if cfg.method == "opsd":
+        objective.load_teacher(backend.device, next(backend.module.parameters()).dtype)
     metrics_path = run_dir / "metrics.jsonl"
     if rank == 0:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -141,52 +198,46 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     start = checkpoint.load(run_dir, backend, rank)
     if rank == 0:
         checkpoint.trim_metrics(metrics_path, start)
-        _log(
-            metrics_path, {"event": "data", "step": start, **vars(stats), "examples": len(examples)}
-        )
+        _log(metrics_path, {"event": "data", "step": start, **objective.data_record()})
     backend.module.train()
     # Flash attention packs one row at zero cost (varlen kernels); SDPA/eager pay row^2: see packing.
-    one_row = backend.module.config._attn_implementation.startswith("flash")
+    objective.one_row = backend.module.config._attn_implementation.startswith("flash")
     end = total if stop_after is None else min(total, start + stop_after)
     # A bar on a terminal; a line every 30 s without one (SLURM logs, redirected runs).
     bar = Progress("train", total, "step", initial=start, enabled=rank == 0)
     for step in range(start, end):
         t0 = time.perf_counter()
-        epoch, indices = schedule.step_indices(len(examples), cfg.batch_size, cfg.seed, step)
-        n_target = sum(examples[i].n_target for i in indices)
+        epoch, indices = schedule.step_indices(n, cfg.batch_size, cfg.seed, step)
+        parts = schedule.micro_slices(indices, world, micro, accumulation, rank)
         lr = backend.lr()
-        loss_sum, tokens, slots, norm = 0.0, 0, 0, None
-        for g, part in enumerate(schedule.micro_slices(indices, world, micro, accumulation, rank)):
-            # A short last batch can leave this process nothing: run the first sequence with
-            # weight 0 so every process takes part in the collective operations.
-            batch = pack(
-                [examples[i] for i in part] if len(part) else [examples[indices[0]]], one_row
-            )
+        micros, n_norm, step_figures = objective.micro_batches(
+            backend, epoch, indices, parts, world
+        )
+        sums: dict[str, float] = {}
+        for g, item in enumerate(micros):
+            weight = item.weight
             boundary = g == accumulation - 1
             with backend.micro_step(boundary):
-                loss = backend.loss_sum(batch)
-                backend.backward(loss * (1.0 if len(part) else 0.0) / n_target)
+                loss, figures = objective.loss(backend, item)
+                backend.backward(loss * weight / max(n_norm, 1))
             norm = backend.step(boundary)
-            if len(part):
-                loss_sum, tokens, slots = (
-                    loss_sum + float(loss.detach()),
-                    tokens + batch.n_real,
-                    slots + batch.n_slots,
-                )
-        loss_sum, tokens, slots = allreduce_sum([loss_sum, tokens, slots], world)
+            for key, value in figures.items():
+                sums[key] = sums.get(key, 0.0) + weight * value
+        keys = sorted(sums)
+        sums = dict(zip(keys, allreduce_sum([sums[k] for k in keys], world), strict=True))
         seconds = time.perf_counter() - t0
         done = step + 1
         if rank == 0:
+            tokens = sums.pop("tokens")
             record = {
                 "step": done,
                 "epoch": epoch + 1,
-                "loss": loss_sum / n_target,
+                **objective.record({**sums, **step_figures}, n_norm),
                 "lr": lr,
                 "grad_norm": norm,
                 "tokens": int(tokens),
-                "target_tokens": n_target,
                 "tokens_per_s": tokens / seconds,
-                "real_token_fraction": tokens / slots,
+                "real_token_fraction": tokens / sums["slots"],
                 "time": time.time(),
             }
             _log(metrics_path, record)
@@ -197,7 +248,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         if epoch_end and cfg.export_every_epoch:
             checkpoint.export(backend, tokenizer, run_dir / "exports" / f"epoch-{epoch + 1}", rank)
         if epoch_end and cfg.recall_every_epoch:
-            recall = _recall(backend, tokenizer, examples, cfg, rank)
+            recall = _recall(backend, tokenizer, objective.recall_examples(), cfg, rank)
             if rank == 0:
                 _log(
                     metrics_path,

@@ -31,7 +31,8 @@ from mixsd.train.data import Example
 @dataclass
 class Packed:
     """Packed rows. `input_ids`, `position_ids` [rows, width]; `keep` [C] columns whose logits are
-    computed; target k is predicted at row `row[k]`, column `keep[col[k]]`, and is `targets[k]`."""
+    computed; target k is predicted at row `row[k]`, column `keep[col[k]]`, is `targets[k]` and
+    belongs to example `seq[k]` (targets of one example are consecutive and in order)."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
@@ -39,7 +40,13 @@ class Packed:
     row: torch.Tensor
     col: torch.Tensor
     targets: torch.Tensor
+    seq: torch.Tensor
     n_real: int
+
+    def example_order(self) -> torch.Tensor:
+        """Permutation [K] putting the targets in example order (example 0's first): two packs of
+        the same targets after different prompts line up, whatever their row layouts."""
+        return torch.argsort(self.seq, stable=True)
 
     @property
     def n_slots(self) -> int:
@@ -72,7 +79,7 @@ def pack(examples: list[Example], one_row: bool = False) -> Packed:
     width = max(sum(len(examples[i].ids) for i in r) for r in rows)
     ids = np.zeros((len(rows), width), dtype=np.int64)
     pos = np.zeros((len(rows), width), dtype=np.int64)
-    at_row, at_col, targets = [], [], []
+    at_row, at_col, targets, seq = [], [], [], []
     for r, members in enumerate(rows):
         start = 0
         for i in members:
@@ -86,6 +93,7 @@ def pack(examples: list[Example], one_row: bool = False) -> Packed:
             at_row.append(np.full(len(cols), r))
             at_col.append(cols)
             targets.append(e.ids[e.n_prompt :])
+            seq.append(np.full(len(cols), i))
             start += n
         pos[r, start:] = np.arange(width - start)
     at_col_all = np.concatenate(at_col)
@@ -97,19 +105,26 @@ def pack(examples: list[Example], one_row: bool = False) -> Packed:
         row=torch.from_numpy(np.concatenate(at_row)),
         col=torch.from_numpy(np.searchsorted(keep, at_col_all)),
         targets=torch.from_numpy(np.concatenate(targets).astype(np.int64)),
+        seq=torch.from_numpy(np.concatenate(seq)),
         n_real=sum(len(e.ids) for e in examples),
     )
 
 
-def packed_loss_sum(model, batch: Packed, device: torch.device) -> torch.Tensor:
-    """Summed NLL (fp32 scalar) of the batch's target tokens under `model` (an HF causal LM)."""
+def packed_logits(model, batch: Packed, device: torch.device) -> torch.Tensor:
+    """fp32 logits [K, vocab] of `model` (an HF causal LM) at the positions predicting the batch's
+    K target tokens, in packed order."""
     out = model(
         input_ids=batch.input_ids.to(device),
         position_ids=batch.position_ids.to(device),
         logits_to_keep=batch.keep.to(device),
         use_cache=False,
     )
-    logits = out.logits[batch.row.to(device), batch.col.to(device)].float()  # [K, vocab]
+    return out.logits[batch.row.to(device), batch.col.to(device)].float()
+
+
+def packed_loss_sum(model, batch: Packed, device: torch.device) -> torch.Tensor:
+    """Summed NLL (fp32 scalar) of the batch's target tokens under `model` (an HF causal LM)."""
+    logits = packed_logits(model, batch, device)
     return torch.nn.functional.cross_entropy(logits, batch.targets.to(device), reduction="sum")
 
 

@@ -76,3 +76,22 @@ def test_no_attention_across_sequences(tiny_model):
 def test_padded_real_fraction():
     assert padded_real_fraction([2, 4, 3, 3], batch=2) == (6 + 6) / (8 + 6)
     assert padded_real_fraction([5], batch=4) == 1.0
+
+
+def test_example_order_lines_up_packs_of_the_same_targets():
+    """The same targets after prompts of other lengths pack into other layouts; `example_order`
+    puts both in example order (what OPSD needs to pair student and teacher positions)."""
+    student = _examples([9, 4, 7, 5], n_prompt=3)
+    teacher = [
+        Example(np.concatenate([np.full(p, 7, np.int32), e.ids[3:]]), p, e.id, None)
+        for e, p in zip(student, (2, 9, 3, 6), strict=True)
+    ]
+    a, b = pack(student), pack(teacher)
+    assert layout([len(e.ids) for e in student], False) != layout(
+        [len(e.ids) for e in teacher], False
+    )
+    assert a.targets.tolist() != b.targets.tolist()
+    expected = np.concatenate([e.ids[3:] for e in student]).tolist()
+    assert (
+        a.targets[a.example_order()].tolist() == b.targets[b.example_order()].tolist() == expected
+    )
