@@ -149,7 +149,7 @@ def test_stops_at_the_end_of_turn_ids_the_model_declares(baseline, tiny_model_di
     from mixsd.targets.manifest import read_manifest
 
     first = rows(baseline[0])[2]  # q0 at lam=1: stop on its third token from now on
-    assert (first["id"], first["lam"], first["finish_reason"]) == ("q0", 1.0, "length")
+    assert (first["id"], first["lam"]) == ("q0", 1.0) and len(first["target_ids"]) >= 3
     stop = first["target_ids"][2]
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
