@@ -59,8 +59,10 @@ def render_markdown(m: dict) -> str:
     base, ckpts = m["base"], m["checkpoints"]
     lines = ["# mixsd evaluation report", "", f"Base model: `{base['path']}`"]
     if any(c["first_peak"] for c in ckpts):
+        tolerance = m["config"]["peak_tolerance"]
+        by = f" by more than {tolerance:g} points" if tolerance else ""
         lines += ["", "★ the run's first-peak checkpoint (the first new maximum of training accuracy "
-                  "that the next checkpoint does not exceed)."]  # fmt: skip
+                  f"that the next checkpoint does not exceed{by})."]  # fmt: skip
     lines += [""]
     rows = [("base", base)] + [(_name(c), c) for c in ckpts]
     splits = list(base["memorization"])

@@ -36,7 +36,7 @@ def _metrics():
                 "λ=0.3": {"tokens": 2, "mean": 0.15, "median": 0.15, "p90": 0.19}},
         "fisher": {"estimator": "per example", "examples": 8},
         "counts": {"memorization": {"train": 10, "paraphrase": 10}, "suites": {"gsm8k": 4, "known": 5}},
-        "config": {"base": "base"},
+        "config": {"base": "base", "peak_tolerance": 5.0},
     }  # fmt: skip
     return metrics, nll_values
 
@@ -56,6 +56,7 @@ def test_report_written_with_plots(tmp_path):
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "![trade-off](tradeoff.png)" in md and "![NLL CDFs](nll_cdf.png)" in md
     assert "| sft / epoch-2 ★ | 90.0% | 45.0% |" in md  # memorization row, first peak starred
+    assert "that the next checkpoint does not exceed by more than 5 points)." in md
     assert (
         "| mixsd-0.3 / epoch-1 | 40.0% (80%) | 75.0% (94%) | 87% |" in md
     )  # acc (retention), mean
