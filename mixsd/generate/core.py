@@ -51,6 +51,7 @@ def solo_role(lam: float) -> Role | None:
     """The one conditional a lam 0 (expert) or lam 1 (naive) job decodes; None for a mixed job."""
     return Role.EXPERT if lam == 0.0 else Role.NAIVE if lam == 1.0 else None
 
+
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

@@ -1,16 +1,17 @@
-"""The vLLM engine: all pairs of a wave in one `LLM.generate` call, mixed by a logits processor.
+"""The vLLM engine: pairs of requests in one vLLM engine, mixed by its logits processor.
 
 A mixed job (0 < lam < 1) becomes two adjacent requests, expert then naive, with identical
 settings: greedy (the processor forces the token it picked with the mixing core), `logprobs=0`
 (vLLM returns each conditional's raw log-prob of the shared token), the real stop ids plus two
 sentinels, and `extra_args["mixsd"]` (pair id, role, key, lam, absolute offset, sampling). A lam 0
 or 1 job is one solo request; the other conditional's log-probs come from one prompt-log-prob
-pass afterwards (`other_logprobs`).
+pass afterwards (`other_logprobs`). The engine drives `LLMEngine.add_request` / `step` itself,
+so freed slots are refilled between steps and results stream as sequences finish.
 
 The scheduler does not keep the two requests in lockstep. When the processor cannot serve a pair
 it stops both with sentinels at the agreed length d; this engine then resubmits
-`prompt + prefix + y[:d]` with offset d at the front of the next wave. Coins and token uniforms are
-keyed on absolute positions, so the resumed target equals an uninterrupted one; `stats` counts
+`prompt + prefix + y[:d]` with offset d before any new job. Coins and token uniforms are keyed
+on absolute positions, so the resumed target equals an uninterrupted one; `stats` counts
 divergences. Everything except `open_llm` runs without vLLM, so tests drive it with a simulator.
 """
 
@@ -183,14 +184,27 @@ class _Open:
         return list(prompt) + list(self.job.prefix) + self.tokens
 
 
+@dataclass
+class _Live:
+    """What an in-flight request belongs to: its sequence, the final outputs of that sequence's
+    requests so far (one list shared by them, in role order) and its own index there; for a
+    scoring pass, the finish reason to report and the context length before the target."""
+
+    seq: _Open
+    outputs: list
+    index: int = 0
+    reason: str | None = None
+    context: int = 0
+
+
 class VLLMEngine:
     """Decode `Job`s with vLLM; same contract and results as `HFEngine` (see its docstring).
 
     model: a local model directory; batch_size: pairs in flight (2x requests); device, runner,
     eager, max_model_len: see `plan_engine` (max_model_len is clamped to the model's limit);
-    cpu_kv_cache_gib: KV cache on the CPU platform; wave_pairs: jobs per `LLM.generate` call
-    (results stream per wave; default 8 * batch_size); max_stalls: divergences at the same
-    position before giving up.
+    cpu_kv_cache_gib: KV cache on the CPU platform; max_stalls: divergences at the same position
+    before giving up. `stats`: divergences (pairs the processor stopped), resubmissions and
+    engine steps.
     """
 
     def __init__(
@@ -210,7 +224,6 @@ class VLLMEngine:
         cpu_kv_cache_gib: int = 4,
         runner: str = "auto",
         eager: bool | None = None,
-        wave_pairs: int | None = None,
         max_stalls: int = 32,
         seed: int = 0,
     ):
@@ -224,17 +237,22 @@ class VLLMEngine:
         self.sampling, self.stop_ids = sampling, sorted({int(t) for t in stop_ids})
         self.max_new_tokens, self.max_model_len = max_new_tokens, max_model_len
         self.other_logprobs, self.max_stalls = other_logprobs, max_stalls
-        self.wave_pairs = wave_pairs or 8 * batch_size
+        self.batch_size = batch_size
+        self.prefill_tokens = 2 * max_model_len  # the token budget beyond a full decode batch
         vocab = self.llm.llm_engine.model_config.get_vocab_size()
         self.sentinels = pick_sentinels(vocab, set(self.stop_ids))
-        self.stats = {"divergences": 0, "resubmissions": 0, "waves": 0}
-        self._pair_ids = itertools.count()
+        self.stats = {"divergences": 0, "resubmissions": 0, "steps": 0}
+        self._pair_ids, self._request_ids = itertools.count(), itertools.count()
 
     def generate(self, jobs: Sequence[Job]) -> Iterator[Result]:
         """Decode all `jobs`; yields each `Result` once its sequence is finished (any order).
 
-        Mixed jobs go first and solo jobs after them, in separate waves: a solo request takes one
-        slot, and odd slot counts would split later pairs across steps."""
+        One loop of engine steps, no waves: between steps, finished requests are settled, and
+        freed slots refilled at once (resumed pairs first, then scoring passes, then new jobs), so
+        the batch stays full to the end. At most `2 * batch_size` requests are in flight (every
+        one is scheduled each step: nothing waits for a slot), and the prompt tokens admitted
+        before one step stay within `prefill_tokens`, the scheduler's room next to a full decode
+        batch: both requests of a pair start in the same step."""
         queue: deque[_Open] = deque()
         for job in jobs:
             seq = self._open(job)
@@ -242,23 +260,67 @@ class VLLMEngine:
                 yield self._result(seq, "prompt_too_long" if self._no_room(seq) else "length")
             else:
                 queue.append(seq)
-        queue = deque(sorted(queue, key=lambda seq: seq.mode is not None))  # stable
-        while queue:
-            mixed = queue[0].mode is None
-            wave = []
-            while queue and len(wave) < self.wave_pairs and (queue[0].mode is None) == mixed:
-                wave.append(queue.popleft())
-            self.stats["waves"] += 1
-            done, resumed = [], []
-            for seq, outs in zip(wave, self._run(wave), strict=True):
-                reason = self._settle(seq, outs)
+        engine = self.llm.llm_engine
+        live: dict[str, _Live] = {}  # request id -> what it belongs to
+        scores: deque[tuple[_Open, str, list[int]]] = deque()  # (seq, reason, context) to score
+        while queue or scores or live:
+            room, tokens = 2 * self.batch_size - len(live), 0
+            while scores and room > 0:
+                seq, reason, ctx = scores.popleft()
+                rid = self._add(engine, ctx + seq.tokens, self._score_params(), 0)
+                live[rid] = _Live(seq, [None], 0, reason, len(ctx))
+                room -= 1
+            while queue and len(queue[0].roles()) <= room:
+                reqs = self.requests(queue[0])
+                need = sum(len(ids) for ids, _ in reqs)
+                if tokens and tokens + need > self.prefill_tokens:
+                    break
+                seq = queue.popleft()
+                outputs = [None] * len(reqs)  # shared by the requests of the sequence
+                for i, (ids, params) in enumerate(reqs):
+                    rid = self._add(engine, ids, params, -1 if seq.tokens else 0)
+                    live[rid] = _Live(seq, outputs, i)
+                room, tokens = room - len(reqs), tokens + need
+            self.stats["steps"] += 1
+            for out in engine.step():
+                if not out.finished:
+                    continue
+                entry = live.pop(out.request_id)
+                seq = entry.seq
+                if entry.reason is not None:  # a scoring pass: the other conditional's log-probs
+                    lps = [out.prompt_logprobs[entry.context + t][tok].logprob
+                           for t, tok in enumerate(seq.tokens)]  # fmt: skip
+                    (seq.nlp if seq.mode == Role.EXPERT else seq.elp).extend(lps)
+                    yield self._result(seq, entry.reason)
+                    continue
+                entry.outputs[entry.index] = out.outputs[0]
+                if any(o is None for o in entry.outputs):
+                    continue  # its partner is still running
+                reason = self._settle(seq, entry.outputs)
                 if reason is None:
-                    resumed.append(seq)
+                    self.stats["resubmissions"] += 1
+                    queue.appendleft(seq)
+                elif seq.mode is not None and self.other_logprobs and seq.tokens:
+                    other = seq.job.naive_ids if seq.mode == Role.EXPERT else seq.job.expert_ids
+                    if other is None:
+                        yield self._result(seq, reason)
+                    else:
+                        scores.append((seq, reason, list(other) + list(seq.job.prefix)))
                 else:
-                    done.append((seq, reason))
-            self.stats["resubmissions"] += len(resumed)
-            queue.extendleft(reversed(resumed))  # first in the next wave
-            yield from self._finish(done)
+                    yield self._result(seq, reason)
+
+    def _add(self, engine, ids: list[int], params, priority: int) -> str:
+        """Submit one request; returns its id as outputs carry it (vLLM's own has a suffix)."""
+        rid = f"mixsd-{next(self._request_ids)}"
+        engine.add_request(rid, {"prompt_token_ids": ids}, params, priority=priority)
+        return rid
+
+    def _score_params(self):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+                              skip_special_tokens=False, output_kind=RequestOutputKind.FINAL_ONLY)  # fmt: skip
 
     def _open(self, job: Job) -> _Open:
         room = self.max_model_len - self._longest_prompt(job)
@@ -270,37 +332,25 @@ class VLLMEngine:
     def _no_room(self, seq: _Open) -> bool:
         return self._longest_prompt(seq.job) + len(seq.job.prefix) + 1 > self.max_model_len
 
-    def requests(self, seq: _Open) -> list[tuple[list[int], dict]]:
-        """(prompt ids, SamplingParams keyword arguments) of each request of `seq`, expert first."""
+    def requests(self, seq: _Open) -> list[tuple[list[int], object]]:
+        """(prompt ids, `SamplingParams`) of each request of `seq`, expert first."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
         pair, solo = next(self._pair_ids), seq.mode is not None
         stops = self.stop_ids + ([] if solo else list(self.sentinels))
         out = []
         for role in seq.roles():
             args = pair_args(pair, role, seq.job.key, seq.job.lam, seq.offset, solo,
                              self.sampling, self.sentinels)  # fmt: skip
-            params = dict(
+            params = SamplingParams(
                 n=1, temperature=0.0, max_tokens=seq.limit - seq.offset, logprobs=0,
                 stop_token_ids=stops, ignore_eos=True, detokenize=False,
                 skip_special_tokens=False, extra_args=args,
+                output_kind=RequestOutputKind.FINAL_ONLY,
             )  # fmt: skip
             out.append((seq.context(role), params))
         return out
-
-    def _run(self, wave: list[_Open]) -> list[list]:
-        """One `LLM.generate` call for the wave; returns each sequence's completion outputs."""
-        from vllm import SamplingParams
-
-        prompts, params, priority, sizes = [], [], [], []
-        for seq in wave:
-            reqs = self.requests(seq)
-            sizes.append(len(reqs))
-            for ids, kwargs in reqs:
-                prompts.append({"prompt_token_ids": ids})
-                params.append(SamplingParams(**kwargs))
-                priority.append(-1 if seq.tokens else 0)
-        outs = self.llm.generate(prompts, params, use_tqdm=False, priority=priority)
-        it = iter(o.outputs[0] for o in outs)
-        return [[next(it) for _ in range(n)] for n in sizes]
 
     def _settle(self, seq: _Open, outs: list) -> str | None:
         """Take what the outputs agree on into `seq`; returns the finish reason, or None to resume."""
@@ -329,27 +379,6 @@ class VLLMEngine:
         if last in self.sentinels and outs[0].finish_reason == "stop" and seq.mode is None:
             return None if seq.offset < seq.limit else "length"  # a sentinel picked for real
         return "stop" if outs[0].finish_reason == "stop" else "length"
-
-    def _finish(self, done: list[tuple[_Open, str]]) -> Iterator[Result]:
-        """Score the other conditional of finished solo sequences, then yield every result."""
-        from vllm import SamplingParams
-
-        work = []
-        for seq, _ in done:
-            other = seq.job.naive_ids if seq.mode == Role.EXPERT else seq.job.expert_ids
-            if seq.mode is not None and self.other_logprobs and other is not None and seq.tokens:
-                work.append((seq, list(other) + list(seq.job.prefix)))
-        if work:
-            params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
-                                    detokenize=False, skip_special_tokens=False)  # fmt: skip
-            prompts = [{"prompt_token_ids": ctx + seq.tokens} for seq, ctx in work]
-            outs = self.llm.generate(prompts, [params] * len(work), use_tqdm=False)
-            for (seq, ctx), out in zip(work, outs, strict=True):
-                lps = [out.prompt_logprobs[len(ctx) + t][tok].logprob
-                       for t, tok in enumerate(seq.tokens)]  # fmt: skip
-                (seq.nlp if seq.mode == Role.EXPERT else seq.elp).extend(lps)
-        for seq, reason in done:
-            yield self._result(seq, reason)
 
     def _result(self, seq: _Open, reason: str) -> Result:
         """The same fields, and the same None conventions, as `HFEngine`."""

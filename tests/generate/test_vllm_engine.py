@@ -53,12 +53,13 @@ def test_requests_carry_pair_arguments_adjacently(monkeypatch, tiny_model):
     engine = engine_with(monkeypatch, SimLLM(tiny_model, Knobs(budget=500, max_num_seqs=16)))
     results = {r.tag: r for r in engine.generate(JOBS)}
     assert set(results) == {"mix", "expert-only", "closed-book"}
-    prompts, params, priority = engine.llm.calls[0]  # the mixed wave
-    assert [p["prompt_token_ids"] for p in prompts] == [[5, 6, 1, 3, 4, 7], [1, 3, 4, 7]]
-    assert priority == [0, 0]
+    prompts, params, priority = zip(*engine.llm.requests, strict=True)  # in submission order
+    assert list(prompts) == [[5, 6, 1, 3, 4, 7], [1, 3, 4, 7], [5, 1, 3], [1, 4],
+                             [1, 3] + results["expert-only"].target_ids]  # fmt: skip
+    assert priority == (0,) * 5
     s_e, s_n = engine.sentinels
     assert (s_e, s_n) == (tiny_model.config.vocab_size - 1, tiny_model.config.vocab_size - 2)
-    for role, p in enumerate(params):
+    for role, p in enumerate(params[:2]):  # the mixed pair, expert first
         assert (p.n, p.temperature, p.logprobs, p.max_tokens) == (1, 0.0, 0, 11)
         assert p.stop_token_ids == [2, 9, s_e, s_n] and p.ignore_eos and not p.detokenize
         assert p.extra_args == {
@@ -68,13 +69,11 @@ def test_requests_carry_pair_arguments_adjacently(monkeypatch, tiny_model):
                 "top_p": 0.9, "sentinels": [s_e, s_n],
             }
         }  # fmt: skip
-    prompts, params, _ = engine.llm.calls[1]  # the solo wave: one request per job
-    assert [p["prompt_token_ids"] for p in prompts] == [[5, 1, 3], [1, 4]]
-    assert [p.extra_args["mixsd"]["role"] for p in params] == [0, 1]
-    assert all(p.extra_args["mixsd"]["solo"] and p.stop_token_ids == STOPS for p in params)
-    scoring = engine.llm.calls[2]  # the naive log-probs of the expert-only job
-    assert scoring[0] == [{"prompt_token_ids": [1, 3] + results["expert-only"].target_ids}]
-    assert scoring[1][0].prompt_logprobs == 0 and scoring[1][0].extra_args is None
+    solo = params[2:4]  # one request per single-conditional job
+    assert [p.extra_args["mixsd"]["role"] for p in solo] == [0, 1]
+    assert all(p.extra_args["mixsd"]["solo"] and p.stop_token_ids == STOPS for p in solo)
+    scoring = params[4]  # the naive log-probs of the expert-only job
+    assert scoring.prompt_logprobs == 0 and scoring.extra_args is None
     assert results["closed-book"].expert_logprob is None
     assert len(results["expert-only"].naive_logprob) == len(results["expert-only"].target_ids)
 
@@ -87,16 +86,15 @@ def test_resubmissions_start_from_the_agreed_prefix(monkeypatch, tiny_model):
     assert engine.stats["divergences"] > 0
     assert engine.stats["resubmissions"] == engine.stats["divergences"]
     seen = 0
-    for prompts, params, priority in engine.llm.calls:
-        for prompt, p, pr in zip(prompts, params, priority, strict=True):
-            args = p.extra_args["mixsd"]
-            if args["offset"]:
-                seen += 1
-                job = jobs[args["key"] - 100]
-                base = job.expert_ids if args["role"] == 0 else job.naive_ids
-                agreed = results[job.tag].target_ids[: args["offset"]]
-                assert prompt["prompt_token_ids"] == base + agreed and pr == -1
-                assert p.max_tokens == 12 - args["offset"]
+    for prompt, p, pr in engine.llm.requests:
+        args = p.extra_args["mixsd"]
+        if args["offset"]:
+            seen += 1
+            job = jobs[args["key"] - 100]
+            base = job.expert_ids if args["role"] == 0 else job.naive_ids
+            agreed = results[job.tag].target_ids[: args["offset"]]
+            assert prompt == base + agreed and pr == -1
+            assert p.max_tokens == 12 - args["offset"]
     assert seen > 0
 
 

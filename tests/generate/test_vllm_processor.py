@@ -73,9 +73,8 @@ def assert_same(ref: dict, got: dict) -> None:
 def assert_pairs_agree(llm: SimLLM, sentinels) -> None:
     """Both requests of every pair emitted the same tokens, except the sentinel ending of a
     diverged pair (then one output is a prefix-plus-sentinel of the agreed tokens)."""
-    for _, params, _ in llm.calls:
-        reqs = [p for p in params if p.extra_args and not p.extra_args["mixsd"]["solo"]]
-        assert len(reqs) % 2 == 0
+    reqs = [p for _, p, _ in llm.requests if p.extra_args and not p.extra_args["mixsd"]["solo"]]
+    assert len(reqs) % 2 == 0
     for e, n in llm.pair_outputs:
         if e == n:
             continue
@@ -123,7 +122,7 @@ def test_lockstep_scheduler_needs_no_resume_and_other_logprobs_off(
         monkeypatch, tiny_model, jobs, sampling, stops, knobs, other_logprobs=False
     )
     assert_same(ref, got)
-    assert engine.stats == {"divergences": 0, "resubmissions": 0, "waves": 2}  # mixed, solo
+    assert engine.stats["divergences"] == engine.stats["resubmissions"] == 0
 
 
 def test_prefix_jobs_and_prompts_too_long_match(monkeypatch, tiny_model, jobs, stops):

@@ -68,6 +68,7 @@ class Req:
     computed: int = 0  # tokens whose KV is computed
     fill: int = 0  # prefill length at the latest (re)admission
     slot: int | None = None
+    request_id: str | None = None
     finish: str | None = None
     stop_reason: int | None = None
 
@@ -114,6 +115,8 @@ class SimEngine:
             self.proc = MixsdProcessorV1(None, torch.device("cpu"), False)
             self.batch: list[Req | None] = []
         self.running: list[Req] = []
+        self.waiting: list[Req] = []
+        self.finished: list[Req] = []
         self.ghosts: list[Req] = []
         self.admitted: list[int | None] = []  # the slot of every (re)admission
 
@@ -137,10 +140,25 @@ class SimEngine:
             seq_lens_upper_bound_np=np.array(seq_lens + [0], dtype=np.int32),  # padded like vLLM
         )  # fmt: skip
 
+    def add(self, r: Req) -> None:
+        """Queue a request: by priority, then submission order (vLLM's priority policy)."""
+        at = next((i for i, w in enumerate(self.waiting) if w.priority > r.priority), None)
+        self.waiting.insert(len(self.waiting) if at is None else at, r)
+
+    def busy(self) -> bool:
+        return bool(self.waiting or self.running or self.ghosts)
+
+    def step(self) -> list[Req]:
+        """One engine step; returns the requests that finished in it."""
+        self._step(self.waiting)
+        done, self.finished = self.finished, []
+        return done
+
     def run(self, reqs: list[Req]) -> None:
-        waiting = sorted(reqs, key=lambda r: r.priority)  # stable: submission order otherwise
-        while waiting or self.running:
-            self._step(waiting)
+        for r in reqs:
+            self.add(r)
+        while self.waiting or self.running:
+            self._step(self.waiting)
 
     def _step(self, waiting: list[Req]) -> None:
         k, rng = self.k, self.rng
@@ -271,6 +289,8 @@ class SimEngine:
             r.finish, r.stop_reason = "stop", tok
         elif len(r.out) >= p.max_tokens or len(r.tokens) >= self.k.max_model_len:
             r.finish = "length"
+        if r.finish:
+            self.finished.append(r)
         if r.finish and self.k.runner == "v2" and self.k.ghosts:
             self.running.remove(r)
             self.ghosts.append(r)
@@ -280,33 +300,52 @@ class SimEngine:
 
 class SimLLM:
     """The part of `vllm.LLM` the engine uses, backed by `SimEngine` (one engine for all calls,
-    so processor state persists across waves as it would in a real engine)."""
+    so processor state persists as it would in a real engine): `llm_engine.add_request`, `step`
+    (finished requests' outputs), `has_unfinished_requests`, `model_config.get_vocab_size()`,
+    and `generate` for tests that submit requests themselves. `requests` records every
+    submission as (prompt ids, params, priority)."""
 
     def __init__(self, model, knobs: Knobs):
         vocab = model.config.vocab_size
         self.engine = SimEngine(model, vocab, knobs)
         self.llm_engine = SimpleNamespace(
-            model_config=SimpleNamespace(get_vocab_size=lambda: vocab)
-        )
-        self.calls: list[tuple[list, list, list]] = []
-        self.pair_outputs: list[tuple[list[int], list[int]]] = []  # (expert, naive) token ids
+            model_config=SimpleNamespace(get_vocab_size=lambda: vocab),
+            add_request=self._add, step=self._step, has_unfinished_requests=self.engine.busy,
+        )  # fmt: skip
+        self.requests: list[tuple[list[int], SamplingParams, int]] = []
+        self.reqs: list[Req] = []
         self._ids = 0
 
+    def _add(self, request_id: str, prompt: dict, params, priority: int = 0) -> str:
+        self._ids += 1
+        r = Req(self._ids, list(prompt["prompt_token_ids"]), params, priority)
+        r.request_id = request_id
+        self.requests.append((r.prompt, params, priority))
+        self.reqs.append(r)
+        self.engine.add(r)
+        return request_id + "-internal"  # as vLLM's, not what outputs carry
+
+    def _step(self) -> list:
+        return [self._output(r) for r in self.engine.step()]
+
+    @property
+    def pair_outputs(self) -> list[tuple[list[int], list[int]]]:
+        """(expert, naive) token ids of every submitted pair (adjacent, same pair id)."""
+        out = []
+        for a, b in zip(self.reqs, self.reqs[1:], strict=False):
+            x, y = ((r.params.extra_args or {}).get("mixsd") for r in (a, b))
+            if x and y and x["pair"] == y["pair"]:
+                out.append((a.out, b.out))
+        return out
+
     def generate(self, prompts, sampling_params, use_tqdm=True, priority=None):
-        self.calls.append((prompts, sampling_params, priority))
         reqs = []
         for i, (prompt, params) in enumerate(zip(prompts, sampling_params, strict=True)):
             self._ids += 1
             pr = 0 if priority is None else priority[i]
             reqs.append(Req(self._ids, list(prompt["prompt_token_ids"]), params, pr))
         self.engine.run(reqs)
-        for a, b in zip(reqs, reqs[1:], strict=False):
-            x, y = (
-                (a.params.extra_args or {}).get("mixsd"),
-                (b.params.extra_args or {}).get("mixsd"),
-            )
-            if x and y and x["pair"] == y["pair"]:
-                self.pair_outputs.append((a.out, b.out))
+        self.engine.finished = []
         return [self._output(r) for r in reqs]
 
     def _output(self, r: Req):
@@ -321,7 +360,9 @@ class SimLLM:
             token_ids=list(r.out), logprobs=logprobs, finish_reason=r.finish,
             stop_reason=r.stop_reason,
         )  # fmt: skip
-        return SimpleNamespace(outputs=[out], prompt_logprobs=prompt_lps)
+        return SimpleNamespace(
+            request_id=r.request_id, finished=True, outputs=[out], prompt_logprobs=prompt_lps
+        )
 
 
 def fake_open_llm(llm):
