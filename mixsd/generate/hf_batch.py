@@ -4,6 +4,8 @@ place."""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,23 +14,32 @@ from transformers.cache_utils import DynamicLayer
 _ROOM = 64  # spare cache positions allocated ahead
 
 
-class LiveBatch:
-    """The live batch's tensors: cache, mask `[R, L]`, next position ids `[R]`, each row's owner
-    (sequence, is expert row, is naive row), and the per-step index arrays built by `index`."""
+class Owner(NamedTuple):
+    """Who a cache row belongs to: its sequence, and whether it is that sequence's expert row
+    and / or naive row (the single row of a lam 0/1 sequence is both)."""
 
-    def __init__(self, cache, mask: torch.Tensor, pos: torch.Tensor, owners: list):
+    seq: Any
+    expert: bool
+    naive: bool
+
+
+class LiveBatch:
+    """The live batch's tensors: cache, mask `[R, L]`, next position ids `[R]`, each row's
+    `Owner`, and the per-step index arrays built by `index`."""
+
+    def __init__(self, cache, mask: torch.Tensor, pos: torch.Tensor, owners: list[Owner]):
         self.cache, self.mask, self.pos, self.owners = cache, mask, pos, owners
 
     def index(self, live: list) -> None:
         """Per-sequence rows (e_idx, n_idx `[S]`), per-row sequence (row_seq `[R]`), keys, etc."""
         where = {id(seq): j for j, seq in enumerate(live)}
         self.e_rows, self.n_rows, row_seq = [0] * len(live), [0] * len(live), []
-        for r, (seq, is_expert, is_naive) in enumerate(self.owners):
-            j = where[id(seq)]
+        for r, owner in enumerate(self.owners):
+            j = where[id(owner.seq)]
             row_seq.append(j)
-            if is_expert:
+            if owner.expert:
                 self.e_rows[j] = r
-            if is_naive:
+            if owner.naive:
                 self.n_rows[j] = r
         device = self.mask.device
         self.e_idx = torch.tensor(self.e_rows, device=device)
@@ -41,7 +52,7 @@ class LiveBatch:
     def evict(self, gone: set[int]) -> None:
         """Drop the rows of sequences whose id() is in `gone`, then the leading columns that are
         padding in every remaining row."""
-        rows = [r for r, owner in enumerate(self.owners) if id(owner[0]) not in gone]
+        rows = [r for r, owner in enumerate(self.owners) if id(owner.seq) not in gone]
         self.owners = [self.owners[r] for r in rows]
         idx = torch.tensor(rows, dtype=torch.long, device=self.mask.device)
         self.mask, self.pos = self.mask[idx], self.pos[idx]
@@ -51,7 +62,7 @@ class LiveBatch:
         for layer in self.cache.layers:
             layer.reset_to(layer.keys[idx, :, lead:], layer.values[idx, :, lead:])
 
-    def append(self, cache, mask: torch.Tensor, pos: torch.Tensor, owners: list) -> None:
+    def append(self, cache, mask: torch.Tensor, pos: torch.Tensor, owners: list[Owner]) -> None:
         """Concatenate another prefilled batch's rows, left-padding both to a common length."""
         width = max(self.mask.shape[1], mask.shape[1])
         a, b = width - self.mask.shape[1], width - mask.shape[1]

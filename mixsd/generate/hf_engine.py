@@ -27,12 +27,20 @@ import torch.nn.functional as F
 from transformers.cache_utils import DynamicLayer
 
 from mixsd.errors import MixsdError
-from mixsd.generate.core import COIN, TOKEN, Sampling, keyed_uniforms, mix_step, token_logprobs
-from mixsd.generate.hf_batch import GrowLayer, LiveBatch
+from mixsd.generate.core import (
+    COIN,
+    TOKEN,
+    Role,
+    Sampling,
+    keyed_uniforms,
+    mix_step,
+    solo_role,
+    token_logprobs,
+)
+from mixsd.generate.hf_batch import GrowLayer, LiveBatch, Owner
 from mixsd.generate.jobs import Job, Result
 from mixsd.generate.score import left_pad, score_tokens
 
-MIX, EXPERT, NAIVE = 0, 1, 2
 _PREFILL_TOKENS = 16384  # prefill: padded tokens per forward
 _REFILL = 0.25  # admit queued jobs once this fraction of the slots is free (prefill in groups)
 
@@ -40,7 +48,7 @@ _REFILL = 0.25  # admit queued jobs once this fraction of the slots is free (pre
 @dataclass
 class _Seq:
     job: Job
-    mode: int
+    mode: Role | None  # the one conditional of a lam 0/1 job; None: mixed
     prompt_len: (
         int  # the longer prompt (expert's when there is one): it reaches max_model_len first
     )
@@ -53,9 +61,9 @@ class _Seq:
         """This sequence's cache rows: (prompt + prefix ids, is expert row, is naive row)."""
         ex = list(self.job.expert_ids or []) + list(self.job.prefix)
         nv = list(self.job.naive_ids) + list(self.job.prefix)
-        if self.mode == MIX:
+        if self.mode is None:
             return [(ex, True, False), (nv, False, True)]
-        return [(ex, True, True)] if self.mode == EXPERT else [(nv, True, True)]
+        return [(ex, True, True)] if self.mode == Role.EXPERT else [(nv, True, True)]
 
 
 class HFEngine:
@@ -129,7 +137,7 @@ class HFEngine:
                 done = self._step(state, live, logits)
                 if done:
                     for seq, reason in done:
-                        if seq.mode != MIX and self.other_logprobs and seq.tokens:
+                        if seq.mode is not None and self.other_logprobs and seq.tokens:
                             pending.append((seq, reason))
                         else:
                             yield self._result(seq, reason)
@@ -150,19 +158,18 @@ class HFEngine:
             yield from self._finish_pending(pending)
 
     def _open(self, job: Job) -> _Seq:
-        mode = MIX if 0.0 < job.lam < 1.0 else EXPERT if job.lam == 0.0 else NAIVE
         lens = [len(job.naive_ids)] + ([len(job.expert_ids)] if job.expert_ids is not None else [])
-        return _Seq(job, mode, max(lens))
+        return _Seq(job, solo_role(job.lam), max(lens))
 
     def _result(self, seq: _Seq, reason: str) -> Result:
         has_expert = seq.job.expert_ids is not None
-        other = self.other_logprobs or seq.mode == MIX
+        other = self.other_logprobs or seq.mode is None
         return Result(
             seq.job.tag,
             seq.tokens,
             seq.source,
-            seq.elp if has_expert and (seq.mode != NAIVE or other) else None,
-            seq.nlp if seq.mode != EXPERT or other else None,
+            seq.elp if has_expert and (seq.mode != Role.NAIVE or other) else None,
+            seq.nlp if seq.mode != Role.EXPERT or other else None,
             reason,
         )
 
@@ -170,7 +177,8 @@ class HFEngine:
         """Prefill the rows of `new` and append them to the live batch. Rows are sorted by length
         and prefilled in groups of similar length, so short naive prompts are not padded to the
         long expert ones."""
-        rows = sorted((r + (s,) for s in new for r in s.rows()), key=lambda r: len(r[0]))
+        rows = sorted(((ids, Owner(s, e, n)) for s in new for ids, e, n in s.rows()),
+                      key=lambda r: len(r[0]))  # fmt: skip
         parts = [] if logits is None else [logits]
         while rows:
             n, first = 1, len(rows[0][0])
@@ -186,7 +194,7 @@ class HFEngine:
                 use_cache=True, logits_to_keep=1,
             )  # fmt: skip
             parts.append(out.logits[:, -1])
-            owners = [(r[3], r[1], r[2]) for r in group]
+            owners = [owner for _, owner in group]
             if state is None:
                 state = LiveBatch(cache, mask, mask.sum(1), owners)
             else:
@@ -221,9 +229,9 @@ class HFEngine:
         ):
             seq.tokens.append(tok)
             seq.source.append(int(naive))
-            if seq.mode != NAIVE:
+            if seq.mode != Role.NAIVE:
                 seq.elp.append(lp[state.e_rows[j]])
-            if seq.mode != EXPERT:
+            if seq.mode != Role.EXPERT:
                 seq.nlp.append(lp[state.n_rows[j]])
             count = int(t[j]) + 1  # absolute output positions, prefix included
             if tok in self.stop_ids:
@@ -236,12 +244,12 @@ class HFEngine:
         """Score the other conditional of finished single-conditional sequences, then yield them."""
         work = []
         for seq, _ in pending:
-            other = seq.job.naive_ids if seq.mode == EXPERT else seq.job.expert_ids
+            other = seq.job.naive_ids if seq.mode == Role.EXPERT else seq.job.expert_ids
             if other is not None:
                 work.append((seq, list(other) + list(seq.job.prefix)))
         scores = self._score([(ctx, seq.tokens) for seq, ctx in work])
         for (seq, _), lps in zip(work, scores, strict=True):
-            (seq.nlp if seq.mode == EXPERT else seq.elp).extend(lps)
+            (seq.nlp if seq.mode == Role.EXPERT else seq.elp).extend(lps)
         for seq, reason in pending:
             yield self._result(seq, reason)
 

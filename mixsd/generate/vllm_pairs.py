@@ -21,14 +21,22 @@ result equals perfect lockstep. Solo requests (single-conditional jobs) need no 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from mixsd.generate.core import COIN, TOKEN, Sampling, choose_tokens, keyed_uniforms
+from mixsd.generate.core import (
+    COIN,
+    TOKEN,
+    Role,
+    Sampling,
+    choose_tokens,
+    keyed_uniforms,
+    naive_picked,
+)
 
 ARGS_KEY = "mixsd"  # SamplingParams.extra_args[ARGS_KEY] holds a request's pair arguments
-EXPERT, NAIVE = 0, 1
 _FIELDS = {"pair": int, "role": int, "key": int, "lam": float, "offset": int, "solo": bool,
            "temperature": float, "top_k": int, "top_p": float, "sentinels": (list, tuple)}  # fmt: skip
 
@@ -42,7 +50,7 @@ class Member:
     """
 
     pair: int
-    role: int
+    role: Role
     key: int
     lam: float
     offset: int
@@ -53,13 +61,13 @@ class Member:
     max_tokens: int
 
 
-def pair_args(pair: int, role: int, key: int, lam: float, offset: int, solo: bool,
+def pair_args(pair: int, role: Role, key: int, lam: float, offset: int, solo: bool,
               sampling: Sampling, sentinels: tuple[int, int]) -> dict:  # fmt: skip
     """`SamplingParams.extra_args` of one request (plain ints, floats, bools: 64-bit safe)."""
     return {
         ARGS_KEY: {
             "pair": pair,
-            "role": role,
+            "role": int(role),
             "key": int(key),
             "lam": float(lam),
             "offset": offset,
@@ -81,7 +89,7 @@ def check_args(args) -> None:
         ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
         if not ok or (kind is int and isinstance(value, bool)):
             raise ValueError(f"extra_args[{ARGS_KEY!r}][{name!r}] is missing or mistyped")
-    if args["role"] not in (EXPERT, NAIVE) or not 0.0 <= args["lam"] <= 1.0:
+    if args["role"] not in tuple(Role) or not 0.0 <= args["lam"] <= 1.0:
         raise ValueError(f"extra_args[{ARGS_KEY!r}]: role must be 0/1 and lam in [0, 1]")
     if len(args["sentinels"]) != 2 or args["offset"] < 0:
         raise ValueError(f"extra_args[{ARGS_KEY!r}]: need 2 sentinels and offset >= 0")
@@ -97,7 +105,7 @@ def member_from_params(sampling_params) -> Member | None:
     check_args(args)
     return Member(
         pair=args["pair"],
-        role=args["role"],
+        role=Role(args["role"]),
         key=args["key"],
         lam=float(args["lam"]),
         offset=args["offset"],
@@ -107,6 +115,37 @@ def member_from_params(sampling_params) -> Member | None:
         ends=frozenset(sampling_params.stop_token_ids or ()),
         max_tokens=sampling_params.max_tokens,
     )
+
+
+class Force(NamedTuple):
+    """Token `token` forced on logits row `row` (the request in `slot`, member `member`)."""
+
+    row: int
+    slot: int
+    token: int
+    member: Member
+
+
+class Row(NamedTuple):
+    """A logits row of ours this step: it emits output index k of the request in `slot`."""
+
+    row: int
+    slot: int
+    k: int
+    member: Member
+
+    def force(self, token: int) -> Force:
+        return Force(self.row, self.slot, token, self.member)
+
+
+class Draw(NamedTuple):
+    """A token to sample from row `pick` at output index k and force on `heads`; `state` is the
+    pair's (None for a solo request, which keeps no agreed history)."""
+
+    state: PairState | None
+    heads: list[Row]
+    pick: Row
+    k: int
 
 
 @dataclass
@@ -156,60 +195,58 @@ class PairTable:
     def step(self, rows, logits: torch.Tensor) -> None:
         """Force one token on every row of ours. rows: (row, slot, k) for each logits row that
         emits output index k of the request in `slot`; logits `[rows, vocab]`, edited in place."""
-        groups: dict[int, list[tuple[int, int, int, Member]]] = {}
+        groups: dict[int, list[Row]] = {}
         for row, slot, k in rows:
             member = self.slots.get(slot)
             if member is not None and slot not in self.over:
-                groups.setdefault(member.pair, []).append((row, slot, k, member))
-        forced: list[tuple[int, int, int, Member]] = []  # (row, slot, token, member)
-        draws = []  # (pair state or None, rows at the frontier, picked row, member, position)
-        frontier = []
+                groups.setdefault(member.pair, []).append(Row(row, slot, k, member))
+        forced: list[Force] = []
+        draws: list[Draw] = []
+        frontier: list[tuple[PairState, list[Row], int]] = []  # (state, rows at k == n, n)
         for pair, xs in groups.items():
             state = self.pairs.setdefault(pair, PairState())
-            if xs[0][3].solo:  # no partner to agree with: sample every row at its own position
-                draws += [(None, [x], x[0], x[3], x[2]) for x in xs]
+            if xs[0].member.solo:  # no partner to agree with: sample every row at its own k
+                draws += [Draw(None, [x], x, x.k) for x in xs]
                 continue
             n = len(state.tokens)
-            if state.diverged is None and any(x[2] > n for x in xs):
+            if state.diverged is None and any(x.k > n for x in xs):
                 self._diverge(state, n)  # a row is ahead of what we agreed: state was lost
-            heads = [x for x in xs if x[2] == n] if state.diverged is None else []
+            heads = [x for x in xs if x.k == n] if state.diverged is None else []
             if heads:
                 frontier.append((state, heads, n))
-            for row, slot, k, m in xs:
-                if state.diverged is not None and k >= state.diverged:
-                    forced.append((row, slot, m.sentinels[m.role], m))
-                elif k < n:
-                    forced.append((row, slot, state.tokens[k], m))
+            for x in xs:
+                if state.diverged is not None and x.k >= state.diverged:
+                    forced.append(x.force(x.member.sentinels[x.member.role]))
+                elif x.k < n:
+                    forced.append(x.force(state.tokens[x.k]))
         if frontier:
-            m0 = [heads[0][3] for _, heads, _ in frontier]
-            keys = np.array([m.key for m in m0], dtype=np.uint64)
-            pos = np.array([m.offset + n for m, (_, _, n) in zip(m0, frontier, strict=True)])
-            coins = keyed_uniforms(keys, pos, COIN)
-            for (state, heads, n), m, u in zip(frontier, m0, coins, strict=True):
-                want = NAIVE if u < m.lam else EXPERT
-                pick = next((x for x in heads if x[3].role == want), None)
+            lead = [heads[0].member for _, heads, _ in frontier]
+            keys = np.array([m.key for m in lead], dtype=np.uint64)
+            pos = np.array([m.offset + n for m, (_, _, n) in zip(lead, frontier, strict=True)])
+            naive = naive_picked(keyed_uniforms(keys, pos, COIN), np.array([m.lam for m in lead]))
+            for (state, heads, n), nv in zip(frontier, naive, strict=True):
+                want = Role.NAIVE if nv else Role.EXPERT
+                pick = next((x for x in heads if x.member.role == want), None)
                 if pick is None:  # the coin picked the row that is not here: diverge at n
                     self._diverge(state, n)
-                    forced += [(r, s, mm.sentinels[mm.role], mm) for r, s, _, mm in heads]
+                    forced += [x.force(x.member.sentinels[x.member.role]) for x in heads]
                 else:
-                    draws.append((state, heads, pick[0], pick[3], n))
-        by_sampling: dict[Sampling, list] = {}
+                    draws.append(Draw(state, heads, pick, n))
+        by_sampling: dict[Sampling, list[Draw]] = {}
         for draw in draws:
-            by_sampling.setdefault(draw[3].sampling, []).append(draw)
+            by_sampling.setdefault(draw.pick.member.sampling, []).append(draw)
         for sampling, ds in by_sampling.items():
-            idx = torch.tensor([d[2] for d in ds], device=logits.device)
-            keys = np.array([d[3].key for d in ds], dtype=np.uint64)
-            pos = np.array([d[3].offset + d[4] for d in ds])
+            idx = torch.tensor([d.pick.row for d in ds], device=logits.device)
+            keys = np.array([d.pick.member.key for d in ds], dtype=np.uint64)
+            pos = np.array([d.pick.member.offset + d.k for d in ds])
             u = torch.from_numpy(keyed_uniforms(keys, pos, TOKEN)).to(logits.device)
-            for (state, heads, *_), tok in zip(
-                ds, choose_tokens(logits[idx], u, sampling).tolist(), strict=True
-            ):
-                if state is not None:
-                    state.tokens.append(tok)
-                forced += [(r, s, tok, m) for r, s, _, m in heads]
+            for d, tok in zip(ds, choose_tokens(logits[idx], u, sampling).tolist(), strict=True):
+                if d.state is not None:
+                    d.state.tokens.append(tok)
+                forced += [x.force(tok) for x in d.heads]
         if forced:
-            rows_t = torch.tensor([f[0] for f in forced], device=logits.device)
-            toks_t = torch.tensor([f[2] for f in forced], device=logits.device)
+            rows_t = torch.tensor([f.row for f in forced], device=logits.device)
+            toks_t = torch.tensor([f.token for f in forced], device=logits.device)
             logits[rows_t] = float("-inf")
             logits[rows_t, toks_t] = 0.0
             self._note_ends(forced, {row: k for row, _, k in rows})
@@ -220,7 +257,7 @@ class PairTable:
 
     def _note_ends(self, forced, ks: dict[int, int]) -> None:
         """Mark requests that just got their last token; forget pairs whose requests all ended."""
-        for row, slot, tok, m in forced:
+        for row, slot, tok, m in forced:  # Force records
             if tok in m.ends or ks[row] + 1 >= m.max_tokens:
                 self.over.add(slot)
                 state = self.pairs.get(m.pair)

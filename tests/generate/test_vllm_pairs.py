@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from mixsd.generate.core import COIN, TOKEN, Sampling, choose_tokens, keyed_uniforms
-from mixsd.generate.vllm_pairs import (
-    EXPERT,
-    NAIVE,
-    PairTable,
-    check_args,
-    member_from_params,
-    pair_args,
-)
+from mixsd.generate.core import COIN, TOKEN, Role, Sampling, choose_tokens, keyed_uniforms
+from mixsd.generate.vllm_pairs import PairTable, check_args, member_from_params, pair_args
+
+EXPERT, NAIVE = Role.EXPERT, Role.NAIVE
 
 V = 16
 SENT = (15, 14)
@@ -47,7 +42,8 @@ def forced(logits: torch.Tensor) -> list[int]:
 
 
 def coin_role(key, t, lam):
-    return NAIVE if keyed_uniforms(np.array([key], dtype=np.uint64), t, COIN)[0] < lam else EXPERT
+    u = keyed_uniforms(np.array([key], dtype=np.uint64), t, COIN)[0]
+    return NAIVE if u < lam else EXPERT  # written out: the rule the table must follow
 
 
 def key_with_roles(roles, lam=0.5):
