@@ -90,6 +90,10 @@ class Plain:
     def full_weights(self):
         return contextlib.nullcontext()
 
+    def for_generation(self):
+        """Context in which `self.module` can decode without the other processes."""
+        return contextlib.nullcontext()
+
 
 class DeepSpeedBackend:
     """A DeepSpeed engine built from a checked-in JSON config whose "auto" values are filled from
@@ -153,6 +157,16 @@ class DeepSpeedBackend:
         import deepspeed
 
         return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+
+    def for_generation(self):
+        """Context in which `self.module` can decode without the other processes: under ZeRO-3 the
+        weights are gathered once and the partitioning hooks removed (every process must enter
+        it; DeepSpeed's own helper for RL-style rollouts), else nothing to do."""
+        if self.stage != 3:
+            return contextlib.nullcontext()
+        from deepspeed.runtime.zero import unwrap_model_for_generation
+
+        return unwrap_model_for_generation(self.engine)
 
 
 def grad_norm(parameters) -> float:

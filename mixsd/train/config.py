@@ -138,11 +138,6 @@ class TrainConfig:
             )
         if self.deepspeed_config is not None and self.zero == "none":
             raise ValueError("option 'deepspeed_config': needs --zero 0|1|2|3")
-        if self.method == "opsd" and self.zero == "3":
-            raise ValueError(
-                "option 'zero': --method opsd samples rollouts from the full weights; "
-                "use --zero none|0|1|2 (ZeRO-3 shards them)"
-            )
         if self.recall_every_epoch and self.zero == "3":
             raise ValueError(
                 "option 'recall_every_epoch': not with ZeRO-3 (sharded weights); "

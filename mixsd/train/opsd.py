@@ -172,7 +172,7 @@ class OPSD:
         cfg, tok = self.cfg, self.tokenizer
         items = [(self.prompts[i], r) for part in parts for i in part for r in range(cfg.rollouts)]
         backend.module.eval()
-        with backend.full_weights():
+        with backend.for_generation():
             sampled = self.rollouts(backend.module, items, epoch) if items else []
         backend.module.train()
         seconds = time.perf_counter() - t0
