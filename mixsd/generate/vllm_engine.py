@@ -263,51 +263,60 @@ class VLLMEngine:
         engine = self.llm.llm_engine
         live: dict[str, _Live] = {}  # request id -> what it belongs to
         scores: deque[tuple[_Open, str, list[int]]] = deque()  # (seq, reason, context) to score
-        while queue or scores or live:
-            room, tokens = 2 * self.batch_size - len(live), 0
-            while scores and room > 0:
-                seq, reason, ctx = scores.popleft()
-                rid = self._add(engine, ctx + seq.tokens, self._score_params(), 0)
-                live[rid] = _Live(seq, [None], 0, reason, len(ctx))
-                room -= 1
-            while queue and len(queue[0].roles()) <= room:
-                reqs = self.requests(queue[0])
-                need = sum(len(ids) for ids, _ in reqs)
-                if tokens and tokens + need > self.prefill_tokens:
-                    break
-                seq = queue.popleft()
-                outputs = [None] * len(reqs)  # shared by the requests of the sequence
-                for i, (ids, params) in enumerate(reqs):
-                    rid = self._add(engine, ids, params, -1 if seq.tokens else 0)
-                    live[rid] = _Live(seq, outputs, i)
-                room, tokens = room - len(reqs), tokens + need
-            self.stats["steps"] += 1
-            for out in engine.step():
-                if not out.finished:
-                    continue
-                entry = live.pop(out.request_id)
-                seq = entry.seq
-                if entry.reason is not None:  # a scoring pass: the other conditional's log-probs
-                    lps = [out.prompt_logprobs[entry.context + t][tok].logprob
-                           for t, tok in enumerate(seq.tokens)]  # fmt: skip
-                    (seq.nlp if seq.mode == Role.EXPERT else seq.elp).extend(lps)
-                    yield self._result(seq, entry.reason)
-                    continue
-                entry.outputs[entry.index] = out.outputs[0]
-                if any(o is None for o in entry.outputs):
-                    continue  # its partner is still running
-                reason = self._settle(seq, entry.outputs)
-                if reason is None:
-                    self.stats["resubmissions"] += 1
-                    queue.appendleft(seq)
-                elif seq.mode is not None and self.other_logprobs and seq.tokens:
-                    other = seq.job.naive_ids if seq.mode == Role.EXPERT else seq.job.expert_ids
-                    if other is None:
-                        yield self._result(seq, reason)
-                    else:
-                        scores.append((seq, reason, list(other) + list(seq.job.prefix)))
-                else:
-                    yield self._result(seq, reason)
+        try:
+            while queue or scores or live:
+                self._admit(engine, live, queue, scores)
+                self.stats["steps"] += 1
+                for out in engine.step():
+                    if out.finished:
+                        yield from self._collect(live.pop(out.request_id), out, queue, scores)
+        finally:  # abandoned early (an error downstream): free the engine for the next call
+            if live:
+                engine.abort_request(list(live))
+
+    def _admit(self, engine, live: dict, queue: deque, scores: deque) -> None:
+        """Fill free slots: scoring passes, then queued sequences (resumed ones are in front)
+        while their prompts fit one step's `prefill_tokens`."""
+        room, tokens = 2 * self.batch_size - len(live), 0
+        while scores and room > 0:
+            seq, reason, ctx = scores.popleft()
+            rid = self._add(engine, ctx + seq.tokens, self._score_params(), 0)
+            live[rid] = _Live(seq, [None], 0, reason, len(ctx))
+            room -= 1
+        while queue and len(queue[0].roles()) <= room:
+            reqs = self.requests(queue[0])
+            need = sum(len(ids) for ids, _ in reqs)
+            if tokens and tokens + need > self.prefill_tokens:
+                break
+            seq = queue.popleft()
+            outputs = [None] * len(reqs)  # shared by the requests of the sequence
+            for i, (ids, params) in enumerate(reqs):
+                rid = self._add(engine, ids, params, -1 if seq.tokens else 0)
+                live[rid] = _Live(seq, outputs, i)
+            room, tokens = room - len(reqs), tokens + need
+
+    def _collect(self, entry: _Live, out, queue: deque, scores: deque) -> Iterator[Result]:
+        """Take a finished request's output: yields the sequence's result once it is complete,
+        or queues its resumption or its scoring pass."""
+        seq = entry.seq
+        if entry.reason is not None:  # a scoring pass: the other conditional's log-probs
+            lps = [out.prompt_logprobs[entry.context + t][tok].logprob
+                   for t, tok in enumerate(seq.tokens)]  # fmt: skip
+            (seq.nlp if seq.mode == Role.EXPERT else seq.elp).extend(lps)
+            yield self._result(seq, entry.reason)
+            return
+        entry.outputs[entry.index] = out.outputs[0]
+        if any(o is None for o in entry.outputs):
+            return  # its partner is still running
+        reason = self._settle(seq, entry.outputs)
+        other = seq.job.naive_ids if seq.mode == Role.EXPERT else seq.job.expert_ids
+        if reason is None:
+            self.stats["resubmissions"] += 1
+            queue.appendleft(seq)
+        elif seq.mode is not None and self.other_logprobs and seq.tokens and other is not None:
+            scores.append((seq, reason, list(other) + list(seq.job.prefix)))
+        else:
+            yield self._result(seq, reason)
 
     def _add(self, engine, ids: list[int], params, priority: int) -> str:
         """Submit one request; returns its id as outputs carry it (vLLM's own has a suffix)."""

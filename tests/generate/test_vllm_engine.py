@@ -98,6 +98,17 @@ def test_resubmissions_start_from_the_agreed_prefix(monkeypatch, tiny_model):
     assert seen > 0
 
 
+def test_an_abandoned_generate_leaves_the_engine_clean(monkeypatch, tiny_model):
+    engine = engine_with(monkeypatch, SimLLM(tiny_model, Knobs(budget=500, max_num_seqs=16)))
+    jobs = [Job(100 + i, 0.5, [1, 3, 4 + i], [5, 6, 1, 3, 4 + i], i) for i in range(6)]
+    full = {r.tag: r.target_ids for r in engine.generate(jobs)}
+    run = engine.generate(jobs)
+    next(run)
+    run.close()  # the caller stopped early (an error downstream): its requests are aborted
+    assert not engine.llm.llm_engine.has_unfinished_requests()
+    assert {r.tag: r.target_ids for r in engine.generate(jobs)} == full
+
+
 def test_settling_divergences_sentinel_tokens_and_stalls(monkeypatch):
     engine = engine_with(monkeypatch, canned(), max_stalls=2)
     s_e, s_n = engine.sentinels

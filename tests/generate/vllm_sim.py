@@ -146,7 +146,7 @@ class SimEngine:
         self.waiting.insert(len(self.waiting) if at is None else at, r)
 
     def busy(self) -> bool:
-        return bool(self.waiting or self.running or self.ghosts)
+        return bool(self.waiting or self.running)  # (ghosts are finished requests)
 
     def step(self) -> list[Req]:
         """One engine step; returns the requests that finished in it."""
@@ -311,6 +311,7 @@ class SimLLM:
         self.llm_engine = SimpleNamespace(
             model_config=SimpleNamespace(get_vocab_size=lambda: vocab),
             add_request=self._add, step=self._step, has_unfinished_requests=self.engine.busy,
+            abort_request=self._abort,
         )  # fmt: skip
         self.requests: list[tuple[list[int], SamplingParams, int]] = []
         self.reqs: list[Req] = []
@@ -324,6 +325,13 @@ class SimLLM:
         self.reqs.append(r)
         self.engine.add(r)
         return request_id + "-internal"  # as vLLM's, not what outputs carry
+
+    def _abort(self, request_ids: list[str]) -> None:
+        gone = set(request_ids)
+        self.engine.waiting = [r for r in self.engine.waiting if r.request_id not in gone]
+        for r in [r for r in self.engine.running if r.request_id in gone]:
+            r.finish = "abort"
+            self.engine._leave(r)
 
     def _step(self) -> list:
         return [self._output(r) for r in self.engine.step()]
