@@ -114,14 +114,16 @@ def choose_tokens(logits: torch.Tensor, u: torch.Tensor, sampling: Sampling) -> 
     """
     if sampling.temperature == 0:
         return logits.argmax(dim=-1)
-    scaled = logits.double() / sampling.temperature
-    if sampling.top_k and sampling.top_k < scaled.shape[-1]:
-        values, ids = scaled.topk(sampling.top_k, dim=-1)  # sorted, descending
+    # select in the logits' own dtype (x / T is monotonic: the same tokens in the same order),
+    # then scale only the survivors in float64: a [batch, vocab] float64 copy costs more than all
+    # the rest at a real vocabulary
+    if sampling.top_k and sampling.top_k < logits.shape[-1]:
+        values, ids = logits.topk(sampling.top_k, dim=-1)  # sorted, descending
     elif sampling.top_p < 1.0:
-        values, ids = scaled.sort(dim=-1, descending=True)
+        values, ids = logits.sort(dim=-1, descending=True)
     else:  # plain sampling needs no sort: inverse CDF works in any fixed order
-        values, ids = scaled, None
-    probs = torch.softmax(values, dim=-1)
+        values, ids = logits, None
+    probs = torch.softmax(values.double() / sampling.temperature, dim=-1)
     if sampling.top_p < 1.0:
         # keep token j while the mass strictly before it is < top_p (the first token always stays)
         before = probs.cumsum(dim=-1) - probs

@@ -247,7 +247,10 @@ class PairTable:
         if forced:
             rows_t = torch.tensor([f.row for f in forced], device=logits.device)
             toks_t = torch.tensor([f.token for f in forced], device=logits.device)
-            logits[rows_t] = float("-inf")
+            if len(forced) == logits.shape[0]:  # every row (the usual case): one plain fill
+                logits.fill_(float("-inf"))
+            else:
+                logits[rows_t] = float("-inf")
             logits[rows_t, toks_t] = 0.0
             self._note_ends(forced, {row: k for row, _, k in rows})
 
