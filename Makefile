@@ -1,6 +1,7 @@
 # mixsd: the pipeline as make targets. Every target that needs the environment creates it.
 #   make demo       MixSD vs SFT on SmolLM2-135M-Instruct, the whole pipeline (CPU, 2 cores)
 #   make demo-toy   the same on the embedded toy world (a pretrained 1.2M-param model)
+#   make demo-opsd  the demo with the OPSD baseline beside SFT and MixSD
 #   make test       the test suite (what CI runs)
 #   make data -> make generate -> make train -> make evaluate    the stages, one at a time
 # Variables below can be overridden: make generate MODEL=path/to/model LAMBDAS=0,0.5 ENGINE=vllm
@@ -39,7 +40,7 @@ STAMP := $(VENV)/.mixsd-installed
 PIN   := $(VENV)/torch-pin.txt
 MIXSD := $(BIN)/mixsd
 
-.PHONY: setup test lint data model smollm2 toy generate train evaluate demo demo-toy bench clean
+.PHONY: setup test lint data model smollm2 toy generate train evaluate demo demo-toy demo-opsd bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -112,6 +113,16 @@ demo: $(STAMP)
 
 demo-toy: $(STAMP)
 	MIXSD=$(MIXSD) SEED=$(SEED) bash scripts/demo_toy.sh
+
+# the demo with the OPSD baseline beside SFT and MixSD (same facts, epochs, steps, suites):
+# trains build/demo-opsd/runs/opsd, then the demo's runs (done once, shared) -> reports/demo-opsd
+OPSD_RUN := build/demo-opsd/runs/opsd
+demo-opsd: $(STAMP)
+	$(MIXSD) model smollm2 --out $(SMOLLM2)
+	$(MIXSD) train --config configs/demo/opsd.yaml --model $(SMOLLM2) \
+	  --input configs/demo/facts.jsonl --out $(OPSD_RUN) --seed $(SEED)
+	MIXSD=$(MIXSD) SEED=$(SEED) MODEL_DIR=$(SMOLLM2) REPORT=reports/demo-opsd \
+	  EXTRA_RUNS=$(OPSD_RUN) bash scripts/demo.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generate_bench.py
