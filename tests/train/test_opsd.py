@@ -108,9 +108,13 @@ def test_student_equal_to_teacher_has_zero_loss_and_zero_gradient(
 
 def test_opsd_run_metrics(tiny_model_dir, records, tmp_path):
     """Per step: loss (here reverse KL over the full vocabulary, so it equals the kl figure),
-    rollout length within the cap, accuracy of the rollouts, all 6 prompts per epoch."""
-    model_dir = run(_cfg(tiny_model_dir, records, tmp_path / "r", epochs=2, teacher_top_k=0))
+    rollout length within the cap, accuracy of the rollouts, all 6 prompts per epoch; the recall
+    hook reads the records' naive prompts."""
+    cfg = _cfg(tiny_model_dir, records, tmp_path / "r", epochs=2, teacher_top_k=0,
+               recall_every_epoch=True, recall_max_new_tokens=4)  # fmt: skip
+    model_dir = run(cfg)
     lines = _lines(tmp_path / "r")
+    assert [x["recall"] for x in lines if "recall" in x] == [0.0, 0.0]  # random model, 4 tokens
     assert lines[0]["event"] == "data" and lines[0]["kept"] == 6
     steps = [x for x in lines if "loss" in x]
     assert [x["epoch"] for x in steps] == [1, 1, 2, 2]
