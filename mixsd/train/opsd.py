@@ -206,7 +206,7 @@ class OPSD:
              sum(lengths)],
             world,
         )  # fmt: skip
-        figures = {"rollouts": n_rollouts, "correct": n_correct, "rollout_tokens": total_len,
+        figures = {"rollouts": n_rollouts, "correct": n_correct, "sampled_tokens": total_len,
                    "rollout_seconds": seconds}  # fmt: skip
         return micros, n_tokens, figures
 
@@ -232,10 +232,10 @@ class OPSD:
         return {
             "loss": sums["loss"] / max(n_tokens, 1),
             "kl": sums["kl"] / max(n_tokens, 1),
-            "rollout_len": sums["rollout_tokens"] / rollouts,
+            "rollout_len": sums["sampled_tokens"] / rollouts,
             "accuracy": sums["correct"] / rollouts,
-            "rollout_tokens": int(n_tokens),
-            "rollout_seconds": sums["rollout_seconds"],
+            "rollout_tokens": int(n_tokens),  # those the loss covers (cut to fit max_len)
+            "rollout_seconds": sums["rollout_seconds"],  # process 0's sampling time
         }
 
     def recall_examples(self) -> list[Example]:
