@@ -140,7 +140,9 @@ class TargetNLL:
         # A short last batch can leave this process nothing: run the first sequence with
         # weight 0 so every process takes part in the collective operations.
         micros = [
-            NLLMicro(pack([ex[i] for i in part] or [ex[indices[0]]], self.one_row), len(part) > 0)
+            NLLMicro(
+                pack([ex[i] for i in part] or [ex[indices[0]]], self.one_row), float(len(part) > 0)
+            )
             for part in parts
         ]
         return micros, sum(ex[i].n_target for i in indices), {}

@@ -121,6 +121,7 @@ class OPSD:
         self.prompts, self.stats = load_prompts(cfg, tokenizer, max_len)
         self.n_items = len(self.prompts)
         self.teacher = None
+        self.one_row = False  # the loop sets it (see packing)
 
     def load_teacher(self, device: torch.device, dtype: torch.dtype) -> None:
         """The frozen teacher: the base model (`cfg.model`) again, in eval mode, no gradients."""
@@ -200,7 +201,7 @@ class OPSD:
                     [_example(p.naive_ids, [0], p.id)],
                     [_example(p.expert_ids, [0], p.id)],
                 )
-            micros.append(Micro(pack(students), pack(teachers), weight))
+            micros.append(Micro(pack(students, self.one_row), pack(teachers, self.one_row), weight))
         n_tokens, n_rollouts, n_correct, total_len = allreduce_sum(
             [sum(m.student.targets.numel() for m in micros if m.weight), len(items), correct,
              sum(lengths)],
