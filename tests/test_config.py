@@ -73,3 +73,31 @@ def test_string_lists_are_not_split_on_commas(tmp_path):
     path.write_text("targets: SET:lam=0.3,0.5\n")
     assert load_config(Paths, path).targets == ["SET:lam=0.3,0.5"]
     assert load_config(Paths, None, targets=["a", "b"]).targets == ["a", "b"]
+
+
+def test_every_cli_flag_is_a_config_field():
+    """The commands pass their flags to `load_config` by name (`**locals()`): each parameter of a
+    command must be a field of its stage's config, or every run would fail as an unknown option."""
+    import dataclasses
+    import inspect
+
+    from mixsd.cli import data, evaluate, generate, model
+    from mixsd.data.config import KGFactConfig, KGFuncConfig, TinyModelConfig
+    from mixsd.data.toy import ToyConfig
+    from mixsd.evaluate.config import EvaluateConfig
+    from mixsd.generate.config import GenerateConfig
+
+    pairs = [(generate.generate, GenerateConfig), (evaluate.evaluate, EvaluateConfig),
+             (data.kgfact, KGFactConfig), (data.kgfunc, KGFuncConfig),
+             (model.tiny, TinyModelConfig), (model.toy, ToyConfig)]  # fmt: skip
+    for command, cls in pairs:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        params = set(inspect.signature(command).parameters) - {"config"}
+        assert params <= fields, (command.__name__, params - fields)
+
+
+def test_comma_separated_answer_methods_from_a_flag():
+    from mixsd.generate.config import GenerateConfig
+
+    cfg = load_config(GenerateConfig, model="m", input="i", out="o", answer_methods="boxed,contains")
+    assert cfg.answer_methods == ["boxed", "contains"]

@@ -43,10 +43,11 @@ def kgfact(
     config: Config = None,
 ) -> None:
     """Build the KGFact corpus: invented entities, typed relations, four question splits."""
+    options = locals()  # the flags, named as KGFactConfig's fields; None = not given
     from mixsd.data import kgfact as corpus
     from mixsd.data.config import KGFactConfig
 
-    cfg = load_config(KGFactConfig, config, size=size, seed=seed, out=out, distractors=distractors)
+    cfg = load_config(KGFactConfig, options.pop("config"), **options)
     _report(cfg.out, corpus.build(cfg))
 
 
@@ -61,11 +62,11 @@ def kgfunc(
     config: Config = None,
 ) -> None:
     """Build the KGFunc corpus: opaque digit functions named by letters, few-shot prompts."""
+    options = locals()  # the flags, named as KGFuncConfig's fields; None = not given
     from mixsd.data import kgfunc as corpus
     from mixsd.data.config import KGFuncConfig
 
-    options = dict(shots=shots, per_op=per_op, compositions=compositions, heldout_ops=heldout_ops)
-    cfg = load_config(KGFuncConfig, config, seed=seed, out=out, **options)
+    cfg = load_config(KGFuncConfig, options.pop("config"), **options)
     _report(cfg.out, corpus.build(cfg))
 
 

@@ -14,9 +14,11 @@ def evaluate(
     config: Annotated[
         Path | None, typer.Option(help="YAML config (configs/evaluate.yaml).")
     ] = None,
-    model: Annotated[
+    models: Annotated[
         Repeatable,
-        typer.Option(help="Run dir (every exported epoch + final) or HF dir; repeatable."),
+        typer.Option(
+            "--model", help="Run dir (every exported epoch + final) or HF dir; repeatable."
+        ),
     ] = None,
     base: Annotated[str | None, typer.Option(help="The base model (HF dir).")] = None,
     input: Annotated[
@@ -25,11 +27,12 @@ def evaluate(
     targets: Annotated[
         Repeatable, typer.Option(help="Target set for per-token NLL under the base; repeatable.")
     ] = None,
-    suite: Annotated[
+    suites: Annotated[
         Repeatable,
         typer.Option(
+            "--suite",
             help="Held-out suite: gsm8k|math500|mmlu|jsonl=PATH, or built-in world, language, "
-            "kgfunc-heldout, toy-known, toy-addition, toy-reversal (=SEED optional); repeatable."
+            "kgfunc-heldout, toy-known, toy-addition, toy-reversal (=SEED optional); repeatable.",
         ),
     ] = None,
     out: Annotated[
@@ -53,27 +56,11 @@ def evaluate(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
 ) -> None:
+    options = locals()  # the flags, named as EvaluateConfig's fields; None = not given
     from mixsd.config import load_config
     from mixsd.evaluate.config import EvaluateConfig
     from mixsd.evaluate.run import evaluate as run
 
-    cfg = load_config(
-        EvaluateConfig,
-        config,
-        models=model or None,
-        base=base,
-        input=input,
-        targets=targets or None,
-        suites=suite or None,
-        out=out,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        limit=limit,
-        answer_methods=answer_methods.split(",") if answer_methods else None,
-        fisher_examples=fisher_examples,
-        peak_tolerance=peak_tolerance,
-        device=device,
-        dtype=dtype,
-    )
+    cfg = load_config(EvaluateConfig, options.pop("config"), **options)
     report = run(cfg)
     typer.echo(f"report: {report / 'report.md'}")

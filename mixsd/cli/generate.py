@@ -63,25 +63,19 @@ def generate(
     stop: Annotated[
         list[str] | None, Opt(help="Extra stop token (a token string or id); repeatable.")
     ] = None,
-    no_other_logprobs: Annotated[
-        bool, Opt("--no-other-logprobs", help="lambda 0/1: skip the other conditional's log-probs.")
-    ] = False,
+    other_logprobs: Annotated[
+        bool | None,
+        Opt(
+            "--other-logprobs/--no-other-logprobs", help="lambda 0/1: score the other conditional."
+        ),
+    ] = None,
 ) -> None:
     """Decode MixSD targets (expert/naive mixing) into a target set; rerun to resume."""
+    options = locals()  # the flags, named as GenerateConfig's fields; None = not given
     from mixsd.config import load_config
     from mixsd.generate.config import GenerateConfig
 
-    cfg = load_config(
-        GenerateConfig, config, model=model, input=input, out=out, lam=lam, samples=samples,
-        temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
-        max_model_len=max_model_len, seed=seed, engine=engine, batch_size=batch_size,
-        shard=shard, max_retries=max_retries, answer_methods=answer_methods, device=device,
-        dtype=dtype, templates=templates, stop=stop,
-        other_logprobs=False if no_other_logprobs else None,
-        tensor_parallel_size=tensor_parallel_size,
-        gpu_memory_utilization=gpu_memory_utilization, vllm_runner=vllm_runner,
-        vllm_eager=vllm_eager, cpu_kv_cache_gib=cpu_kv_cache_gib,
-    )  # fmt: skip
+    cfg = load_config(GenerateConfig, options.pop("config"), **options)
     from mixsd.generate.runner import run  # torch and transformers: after the cheap checks
 
     stats = run(cfg)

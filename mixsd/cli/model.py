@@ -26,14 +26,14 @@ def tiny(
     config: Config = None,
 ) -> None:
     """A random-init Llama-style causal LM with a locally trained ChatML tokenizer, in seconds."""
+    options = locals()  # the flags, named as TinyModelConfig's fields; None = not given
     from transformers.utils import logging
 
     from mixsd.data.config import TinyModelConfig
     from mixsd.data.models import build_tiny_model
 
     logging.disable_progress_bar()  # a one-shard save takes milliseconds
-    sizes = dict(hidden=hidden, layers=layers, heads=heads, vocab=vocab, seed=seed)
-    cfg = load_config(TinyModelConfig, config, out=out, **sizes)
+    cfg = load_config(TinyModelConfig, options.pop("config"), **options)
     build_tiny_model(cfg.out, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.seed)
     typer.echo(
         f"{cfg.out}: tiny model (hidden {cfg.hidden}, {cfg.layers} layers, {cfg.heads} heads)"
@@ -48,9 +48,10 @@ def toy(
     config: Config = None,
 ) -> None:
     """Pretrain the toy base model (~10 min on 2 CPU cores) and write its world's input sets."""
+    options = locals()  # the flags, named as ToyConfig's fields; None = not given
     from mixsd.data.toy import ToyConfig, build_toy_model
 
-    cfg = load_config(ToyConfig, config, out=out, seed=seed, epochs=epochs)
+    cfg = load_config(ToyConfig, options.pop("config"), **options)
     build_toy_model(cfg.out, cfg.seed, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.epochs,
                     cfg.lr, cfg.batch_size)  # fmt: skip
     typer.echo(f"{cfg.out}: toy model; its world's input sets in {cfg.out / 'world'}")

@@ -50,6 +50,8 @@ class EvaluateConfig:
             raise ValueError(
                 f"peak_tolerance must be in [0, 100] points, got {self.peak_tolerance}"
             )
+        # "boxed,contains" from a flag is a list of two
+        self.answer_methods = [m for ms in self.answer_methods for m in ms.split(",") if m]
         bad = [m for m in self.answer_methods if m not in METHODS]
         if bad or not self.answer_methods:
             raise ValueError(f"answer_methods: expected some of {', '.join(METHODS)}, got {bad}")

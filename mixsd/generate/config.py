@@ -65,6 +65,8 @@ class GenerateConfig:
             raise ValueError(f"option 'flush_seconds': must be >= 0, got {self.flush_seconds}")
         if self.max_retries < 0:
             raise ValueError(f"option 'max_retries': must be >= 0, got {self.max_retries}")
+        # "boxed,contains" from a flag is a list of two
+        self.answer_methods = [m for ms in self.answer_methods for m in ms.split(",") if m]
         bad = [m for m in self.answer_methods if m not in METHODS]
         if bad or not self.answer_methods:
             raise ValueError(f"option 'answer_methods': expected some of {', '.join(METHODS)}")
