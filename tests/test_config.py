@@ -99,5 +99,7 @@ def test_every_cli_flag_is_a_config_field():
 def test_comma_separated_answer_methods_from_a_flag():
     from mixsd.generate.config import GenerateConfig
 
-    cfg = load_config(GenerateConfig, model="m", input="i", out="o", answer_methods="boxed,contains")
+    cfg = load_config(
+        GenerateConfig, model="m", input="i", out="o", answer_methods="boxed,contains"
+    )
     assert cfg.answer_methods == ["boxed", "contains"]
