@@ -81,18 +81,19 @@ def test_every_cli_flag_is_a_config_field():
     import dataclasses
     import inspect
 
-    from mixsd.cli import data, evaluate, generate, model
+    from mixsd.cli import data, evaluate, generate, model, train
     from mixsd.data.config import KGFactConfig, KGFuncConfig, TinyModelConfig
     from mixsd.data.toy import ToyConfig
     from mixsd.evaluate.config import EvaluateConfig
     from mixsd.generate.config import GenerateConfig
+    from mixsd.train.config import TrainConfig
 
-    pairs = [(generate.generate, GenerateConfig), (evaluate.evaluate, EvaluateConfig),
-             (data.kgfact, KGFactConfig), (data.kgfunc, KGFuncConfig),
+    pairs = [(train.train, TrainConfig), (generate.generate, GenerateConfig),
+             (evaluate.evaluate, EvaluateConfig), (data.kgfact, KGFactConfig), (data.kgfunc, KGFuncConfig),
              (model.tiny, TinyModelConfig), (model.toy, ToyConfig)]  # fmt: skip
     for command, cls in pairs:
         fields = {f.name for f in dataclasses.fields(cls)}
-        params = set(inspect.signature(command).parameters) - {"config"}
+        params = set(inspect.signature(command).parameters) - {"config", "stop_after"}
         assert params <= fields, (command.__name__, params - fields)
 
 

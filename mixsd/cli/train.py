@@ -109,21 +109,13 @@ def train(
 ) -> None:
     """Fine-tune on target sets (--method nll) or by on-policy self-distillation from an input set
     (--method opsd); writes RUN/{config.yaml,metrics.jsonl,checkpoints,model}."""
+    options = locals()  # the flags, named as TrainConfig's fields; None = not given
     from mixsd.config import load_config
     from mixsd.train.config import TrainConfig
     from mixsd.train.launch import relaunch, under_launcher
 
-    cfg = load_config(
-        TrainConfig, config, model=model, targets=targets or None, out=out, epochs=epochs,
-        steps=steps, lr=lr, batch_size=batch_size, micro_batch_size=micro_batch_size, zero=zero,
-        deepspeed_config=deepspeed_config, nproc=nproc, seed=seed, warmup_steps=warmup_steps,
-        schedule=schedule, save_every=save_every, export_every_epoch=export_every_epoch,
-        failed=failed, max_len=max_len, too_long=too_long,
-        gradient_checkpointing=gradient_checkpointing, dtype=dtype,
-        recall_every_epoch=recall_every_epoch, method=method, input=input, templates=templates,
-        divergence=divergence, jsd_beta=jsd_beta, teacher_top_k=teacher_top_k, rollouts=rollouts,
-        rollout_max_new_tokens=rollout_max_new_tokens, rollout_temperature=rollout_temperature,
-    )  # fmt: skip
+    stop_after = options.pop("stop_after")  # this call only, not the run's config
+    cfg = load_config(TrainConfig, options.pop("config"), **options)
     if cfg.nproc > 1 and not under_launcher():
         _precheck(cfg)  # user errors as one line here, before N processes start
         code = relaunch(cfg.nproc, sys.argv[1:])
