@@ -6,7 +6,7 @@ async ghost rows, warm-up) and pairs must be resumed."""
 from collections import Counter
 
 import pytest
-import torch
+from same_results import assert_same
 from vllm import SamplingParams
 from vllm_sim import Knobs, SimLLM, fake_open_llm
 
@@ -53,21 +53,6 @@ def simulated(monkeypatch, model, jobs, sampling, stops, knobs, **kw):
     monkeypatch.setattr(vllm_engine, "open_llm", fake_open_llm(SimLLM(model, knobs)))
     engine = vllm_engine.VLLMEngine("tiny", sampling, stops, batch_size=4, max_new_tokens=NEW, **kw)
     return engine, {r.tag: r for r in engine.generate(jobs)}
-
-
-def assert_same(ref: dict, got: dict) -> None:
-    assert ref.keys() == got.keys()
-    for tag, a in ref.items():
-        b = got[tag]
-        assert (b.target_ids, b.source, b.finish_reason) == (
-            a.target_ids,
-            a.source,
-            a.finish_reason,
-        ), tag
-        for x, y in ((a.expert_logprob, b.expert_logprob), (a.naive_logprob, b.naive_logprob)):
-            assert (x is None) == (y is None), tag
-            if x is not None:
-                assert torch.allclose(torch.tensor(x), torch.tensor(y), atol=1e-4), tag
 
 
 def assert_pairs_agree(llm: SimLLM, sentinels) -> None:

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
+from same_results import assert_same
 
 from mixsd.data.io import write_records
 from mixsd.data.records import Record
@@ -66,21 +66,6 @@ def hf(model, sampling=SAMPLING, stops=(), max_new_tokens=NEW, max_model_len=ENG
 
 def decode(engine, jobs) -> dict:
     return {r.tag: r for r in engine.generate(jobs)}
-
-
-def assert_same(ref: dict, got: dict) -> None:
-    assert ref.keys() == got.keys()
-    for tag, a in ref.items():
-        b = got[tag]
-        assert (b.target_ids, b.source, b.finish_reason) == (
-            a.target_ids,
-            a.source,
-            a.finish_reason,
-        ), tag
-        for x, y in ((a.expert_logprob, b.expert_logprob), (a.naive_logprob, b.naive_logprob)):
-            assert (x is None) == (y is None), tag
-            if x is not None:
-                assert torch.allclose(torch.tensor(x), torch.tensor(y), atol=1e-4), tag
 
 
 @pytest.fixture(scope="module")
