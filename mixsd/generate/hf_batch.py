@@ -46,7 +46,7 @@ class LiveBatch:
         self.n_idx = torch.tensor(self.n_rows, device=device)
         self.row_seq = torch.tensor(row_seq, device=device)
         self.keys = np.array([s.job.key for s in live], dtype=np.uint64)
-        self.out_pos = np.array([len(s.job.prefix) + len(s.tokens) for s in live], dtype=np.int64)
+        self.out_pos = np.array([len(s.tokens) for s in live], dtype=np.int64)
         self.lam = torch.tensor([s.job.lam for s in live], dtype=torch.float64)
 
     def evict(self, gone: set[int]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,43 +33,31 @@ from mixsd.generate.core import (
     Sampling,
     keyed_uniforms,
     mix_step,
-    solo_role,
     token_logprobs,
 )
 from mixsd.generate.hf_batch import GrowLayer, LiveBatch, Owner
 from mixsd.generate.jobs import Job, Result
 from mixsd.generate.score import left_pad, score_tokens
+from mixsd.generate.sequence import Decoding
 
 _PREFILL_TOKENS = 16384  # prefill: padded tokens per forward
 _REFILL = 0.25  # admit queued jobs once this fraction of the slots is free (prefill in groups)
 
 
-@dataclass
-class _Seq:
-    job: Job
-    mode: Role | None  # the one conditional of a lam 0/1 job; None: mixed
-    prompt_len: (
-        int  # the longer prompt (expert's when there is one): it reaches max_model_len first
-    )
-    tokens: list[int] = field(default_factory=list)
-    source: list[int] = field(default_factory=list)
-    elp: list[float] = field(default_factory=list)
-    nlp: list[float] = field(default_factory=list)
-
-    def rows(self) -> list[tuple[list[int], bool, bool]]:
-        """This sequence's cache rows: (prompt + prefix ids, is expert row, is naive row)."""
-        ex = list(self.job.expert_ids or []) + list(self.job.prefix)
-        nv = list(self.job.naive_ids) + list(self.job.prefix)
-        if self.mode is None:
-            return [(ex, True, False), (nv, False, True)]
-        return [(ex, True, True)] if self.mode == Role.EXPERT else [(nv, True, True)]
+def _rows(seq: Decoding) -> list[tuple[list[int], bool, bool]]:
+    """A sequence's cache rows: (prompt ids, is expert row, is naive row); the one row of a
+    lam 0/1 sequence is both."""
+    solo = seq.solo is not None
+    return [
+        (seq.context(r), r == Role.EXPERT or solo, r == Role.NAIVE or solo) for r in seq.roles()
+    ]
 
 
 class HFEngine:
     """Decode `Job`s with a transformers causal LM (full-attention layers, e.g. Llama, Qwen).
 
     stop_ids: token ids that end a sequence (kept in the target); batch_size: live sequences (a
-    mixed one costs two rows); max_new_tokens counts absolute output positions (prefix included);
+    mixed one costs two rows); max_new_tokens: output tokens at most;
     max_model_len bounds prompt + output of the longer row; other_logprobs: score the other
     conditional of lam in {0, 1} jobs afterwards (else None).
     """
@@ -112,8 +99,8 @@ class HFEngine:
     def generate(self, jobs: Sequence[Job]) -> Iterator[Result]:
         """Decode all `jobs`; yields each `Result` as its sequence finishes (any order)."""
         queue = deque(jobs)
-        live: list[_Seq] = []
-        pending: list[tuple[_Seq, str]] = []  # lam 0/1 sequences awaiting the other log-probs
+        live: list[Decoding] = []
+        pending: list[tuple[Decoding, str]] = []  # lam 0/1 sequences awaiting the other log-probs
         state = logits = None
         refill = max(1, int(self.batch_size * _REFILL))
         with torch.inference_mode():
@@ -121,11 +108,11 @@ class HFEngine:
                 if queue and (len(live) == 0 or self.batch_size - len(live) >= refill):
                     new = []
                     while queue and len(live) + len(new) < self.batch_size:
-                        seq = self._open(queue.popleft())
-                        if seq.prompt_len + len(seq.job.prefix) + 1 > self.max_model_len:
-                            yield self._result(seq, "prompt_too_long")
-                        elif len(seq.job.prefix) >= self.max_new_tokens:
-                            yield self._result(seq, "length")
+                        job = queue.popleft()
+                        seq = Decoding.open(job, self.max_new_tokens, self.max_model_len)
+                        refusal = seq.refusal(self.max_model_len)
+                        if refusal:
+                            yield seq.result(refusal, self.other_logprobs)
                         else:
                             new.append(seq)
                     if new:
@@ -137,10 +124,10 @@ class HFEngine:
                 done = self._step(state, live, logits)
                 if done:
                     for seq, reason in done:
-                        if seq.mode is not None and self.other_logprobs and seq.tokens:
+                        if seq.wants_other(self.other_logprobs):
                             pending.append((seq, reason))
                         else:
-                            yield self._result(seq, reason)
+                            yield seq.result(reason, self.other_logprobs)
                     gone = {id(s) for s, _ in done}
                     live = [s for s in live if id(s) not in gone]
                     if live:
@@ -157,28 +144,12 @@ class HFEngine:
             # jobs that are all too long, and the loop ends without another decoding step.
             yield from self._finish_pending(pending)
 
-    def _open(self, job: Job) -> _Seq:
-        lens = [len(job.naive_ids)] + ([len(job.expert_ids)] if job.expert_ids is not None else [])
-        return _Seq(job, solo_role(job.lam), max(lens))
-
-    def _result(self, seq: _Seq, reason: str) -> Result:
-        has_expert = seq.job.expert_ids is not None
-        other = self.other_logprobs or seq.mode is None
-        return Result(
-            seq.job.tag,
-            seq.tokens,
-            seq.source,
-            seq.elp if has_expert and (seq.mode != Role.NAIVE or other) else None,
-            seq.nlp if seq.mode != Role.EXPERT or other else None,
-            reason,
-        )
-
-    def _admit(self, state, logits, new: list[_Seq]):
+    def _admit(self, state, logits, new: list[Decoding]):
         """Prefill the rows of `new` and append them to the live batch. Rows are sorted by length
         and prefilled in groups of similar length, so short naive prompts are not padded to the
         long expert ones."""
-        rows = sorted(((ids, Owner(s, e, n)) for s in new for ids, e, n in s.rows()),
-                      key=lambda r: len(r[0]))  # fmt: skip
+        rows = [(ids, Owner(s, e, n)) for s in new for ids, e, n in _rows(s)]
+        rows.sort(key=lambda r: len(r[0]))
         parts = [] if logits is None else [logits]
         while rows:
             n, first = 1, len(rows[0][0])
@@ -212,46 +183,38 @@ class HFEngine:
         state.pos += 1
         return out.logits[:, -1]
 
-    def _step(self, state: LiveBatch, live: list[_Seq], logits: torch.Tensor):
+    def _step(self, state: LiveBatch, live: list[Decoding], logits: torch.Tensor):
         """Choose, record and append one token per live sequence; returns the finished ones."""
         t = state.out_pos
         coin = torch.from_numpy(keyed_uniforms(state.keys, t, COIN))
         tok_u = torch.from_numpy(keyed_uniforms(state.keys, t, TOKEN))
-        tokens, source = mix_step(
+        tokens, _ = mix_step(  # the source comes back with the result: `Decoding.result`
             logits[state.e_idx], logits[state.n_idx], coin, tok_u, state.lam, self.sampling
         )
         state.last_tokens = tokens[state.row_seq]
         lp = token_logprobs(logits, state.last_tokens).tolist()
         state.out_pos = t + 1
         done = []
-        for j, (seq, tok, naive) in enumerate(
-            zip(live, tokens.tolist(), source.tolist(), strict=True)
-        ):
+        for j, (seq, tok) in enumerate(zip(live, tokens.tolist(), strict=True)):
             seq.tokens.append(tok)
-            seq.source.append(int(naive))
-            if seq.mode != Role.NAIVE:
-                seq.elp.append(lp[state.e_rows[j]])
-            if seq.mode != Role.EXPERT:
-                seq.nlp.append(lp[state.n_rows[j]])
-            count = int(t[j]) + 1  # absolute output positions, prefix included
+            if seq.solo != Role.NAIVE:
+                seq.expert_logprob.append(lp[state.e_rows[j]])
+            if seq.solo != Role.EXPERT:
+                seq.naive_logprob.append(lp[state.n_rows[j]])
             if tok in self.stop_ids:
                 done.append((seq, "stop"))
-            elif count >= self.max_new_tokens or seq.prompt_len + count + 1 > self.max_model_len:
+            elif len(seq.tokens) >= seq.limit:
                 done.append((seq, "length"))
         return done
 
     def _finish_pending(self, pending) -> Iterator[Result]:
         """Score the other conditional of finished single-conditional sequences, then yield them."""
-        work = []
-        for seq, _ in pending:
-            other = seq.job.naive_ids if seq.mode == Role.EXPERT else seq.job.expert_ids
-            if other is not None:
-                work.append((seq, list(other) + list(seq.job.prefix)))
-        scores = self._score([(ctx, seq.tokens) for seq, ctx in work])
+        work = [(seq, other) for seq, _ in pending if (other := seq.other_prompt()) is not None]
+        scores = self._score([(other, seq.tokens) for seq, other in work])
         for (seq, _), lps in zip(work, scores, strict=True):
-            (seq.nlp if seq.mode == Role.EXPERT else seq.elp).extend(lps)
+            seq.add_other(lps)
         for seq, reason in pending:
-            yield self._result(seq, reason)
+            yield seq.result(reason, self.other_logprobs)
 
     def _score(self, items: list[tuple[list[int], list[int]]]) -> list[list[float]]:
         """Teacher-forced log p(target_t | context + target_<t) for (context, target) pairs,

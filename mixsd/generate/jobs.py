@@ -6,10 +6,8 @@ in any order; `tag` is the caller's and comes back untouched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-FINISH_REASONS = ("stop", "length", "prompt_too_long")
 
 
 @dataclass(frozen=True)
@@ -17,9 +15,7 @@ class Job:
     """One sequence to decode.
 
     key: `core.sequence_key(...)`, the only source of randomness; lam: P(naive) per step;
-    naive_ids / expert_ids: the two prompts (expert_ids None = closed-book, only valid at lam=1);
-    prefix: tokens already agreed at output positions 0..len(prefix)-1 (a resumed decode): the engine
-    continues at absolute position len(prefix) with the same keys, so resuming equals never stopping.
+    naive_ids / expert_ids: the two prompts (expert_ids None = closed-book, only valid at lam=1).
     """
 
     key: int
@@ -27,7 +23,6 @@ class Job:
     naive_ids: list[int]
     expert_ids: list[int] | None
     tag: Any
-    prefix: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lam <= 1.0:
@@ -38,9 +33,8 @@ class Job:
 
 @dataclass
 class Result:
-    """A finished sequence. Lists cover only the tokens this job decoded (output positions
-    len(prefix) onward; the caller owns the prefix's part). target_ids include the stop token when
-    finish_reason == 'stop'; source is 1 where the naive conditional picked the token; the
+    """A finished sequence. target_ids include the stop token when finish_reason == 'stop'
+    (one of `targets.schema.FINISH_REASONS`); source is 1 where the naive conditional picked the token; the
     log-probs are raw (T=1) log p(token | context) of each conditional, or None when not computed
     (other_logprobs off on a lam in {0, 1} job, or no expert prompt)."""
 

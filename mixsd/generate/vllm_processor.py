@@ -15,7 +15,7 @@ from vllm.v1.sample.logits_processor import LogitsProcessor as V1LogitsProcessor
 from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcRequestState
 from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as V2LogitsProcessor
 
-from mixsd.generate.vllm_pairs import PairTable, member_from_params, move_entry
+from mixsd.generate.vllm_pairs import Member, PairTable, move_entry
 
 
 class MixsdProcessorV2(V2LogitsProcessor):
@@ -28,10 +28,10 @@ class MixsdProcessorV2(V2LogitsProcessor):
 
     @classmethod
     def validate_params(cls, sampling_params) -> None:
-        member_from_params(sampling_params)
+        Member.from_params(sampling_params)
 
     def add_request(self, req_idx: int, sampling_params) -> bool:
-        member = member_from_params(sampling_params)
+        member = Member.from_params(sampling_params)
         self.table.admit(req_idx, member)
         return member is not None
 
@@ -60,7 +60,7 @@ class MixsdProcessorV1(V1LogitsProcessor):
 
     @classmethod
     def validate_params(cls, sampling_params) -> None:
-        member_from_params(sampling_params)
+        Member.from_params(sampling_params)
 
     def is_argmax_invariant(self) -> bool:
         return False  # forcing changes the argmax: must also run for greedy requests
@@ -72,7 +72,7 @@ class MixsdProcessorV1(V1LogitsProcessor):
             self.table.release(index)
             self.outputs.pop(index, None)
         for index, params, _, output_ids in batch_update.added:
-            member = member_from_params(params)
+            member = Member.from_params(params)
             self.table.admit(index, member)
             self.outputs.pop(index, None)
             if member is not None:

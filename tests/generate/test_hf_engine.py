@@ -136,36 +136,6 @@ def test_continuous_batching_equals_one_big_batch(tiny_model, prompts, small_roo
     assert {r.finish_reason for r in big.values()} == {"stop", "length"}
 
 
-@pytest.mark.parametrize("lam", [0.0, 0.5])
-def test_resume_from_any_prefix_equals_one_decode(tiny_model, prompts, lam):
-    job = make_jobs(prompts[1:2], [lam])[0]
-    full = run(tiny_model, [job], stop_ids=[])[job.tag]
-    jobs = [
-        Job(job.key, lam, job.naive_ids, job.expert_ids, k, prefix=full.target_ids[:k])
-        for k in range(1, 12)
-    ]
-    for k, r in run(tiny_model, jobs, stop_ids=[], batch_size=4).items():
-        assert r.target_ids == full.target_ids[k:]
-        assert r.source == full.source[k:]
-        assert torch.allclose(
-            torch.tensor(r.naive_logprob), torch.tensor(full.naive_logprob[k:]), atol=1e-5
-        )
-
-
-def test_resume_under_max_model_len_counts_the_prefix_once(tiny_model, prompts):
-    """The prefix is output, not prompt: a resumed job stops where the full decode stopped."""
-    job = make_jobs(prompts[1:2], [0.5])[0]
-    limit = len(job.expert_ids) + 8
-    full = run(tiny_model, [job], stop_ids=[], max_model_len=limit)[job.tag]
-    assert (len(full.target_ids), full.finish_reason) == (8, "length")
-    jobs = [
-        Job(job.key, 0.5, job.naive_ids, job.expert_ids, k, prefix=full.target_ids[:k])
-        for k in range(1, 8)
-    ]
-    for k, r in run(tiny_model, jobs, stop_ids=[], max_model_len=limit).items():
-        assert (r.target_ids, r.finish_reason) == (full.target_ids[k:], "length")
-
-
 def test_limits_stop_and_prompt_too_long(tiny_model, prompts):
     nv, ex = prompts[5]
     jobs = [Job(1, 0.5, nv, ex, "long"), Job(2, 1.0, nv[:5], None, "closed-book")]

@@ -2,6 +2,7 @@
 `vllm.LLM` is replaced by fakes (the simulator, or canned outputs)."""
 
 import importlib.util
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +12,7 @@ import mixsd.generate.vllm_engine as vllm_engine
 from mixsd.errors import MixsdError
 from mixsd.generate.core import Sampling
 from mixsd.generate.jobs import Job
+from mixsd.generate.sequence import Decoding
 from mixsd.generate.vllm_engine import (
     CPU_HEAD_SIZES,
     PROCESSORS,
@@ -19,7 +21,7 @@ from mixsd.generate.vllm_engine import (
     pick_sentinels,
     plan_engine,
 )
-from mixsd.generate.vllm_pairs import pair_args
+from mixsd.generate.vllm_pairs import Member
 
 SAMPLING = Sampling(0.7, 20, 0.9)
 STOPS = [2, 9]
@@ -43,7 +45,7 @@ def completion(ids, reason="length"):
 
 
 JOBS = [
-    Job(11, 0.5, [1, 3, 4], [5, 6, 1, 3, 4], "mix", prefix=[7]),
+    Job(11, 0.5, [1, 3, 4], [5, 6, 1, 3, 4], "mix"),
     Job(12, 0.0, [1, 3], [5, 1, 3], "expert-only"),
     Job(13, 1.0, [1, 4], None, "closed-book"),
 ]
@@ -54,18 +56,18 @@ def test_requests_carry_pair_arguments_adjacently(monkeypatch, tiny_model):
     results = {r.tag: r for r in engine.generate(JOBS)}
     assert set(results) == {"mix", "expert-only", "closed-book"}
     prompts, params, priority = zip(*engine.llm.requests, strict=True)  # in submission order
-    assert list(prompts) == [[5, 6, 1, 3, 4, 7], [1, 3, 4, 7], [5, 1, 3], [1, 4],
+    assert list(prompts) == [[5, 6, 1, 3, 4], [1, 3, 4], [5, 1, 3], [1, 4],
                              [1, 3] + results["expert-only"].target_ids]  # fmt: skip
     assert priority == (0,) * 5
     s_e, s_n = engine.sentinels
     assert (s_e, s_n) == (tiny_model.config.vocab_size - 1, tiny_model.config.vocab_size - 2)
     for role, p in enumerate(params[:2]):  # the mixed pair, expert first
-        assert (p.n, p.temperature, p.logprobs, p.max_tokens) == (1, 0.0, 0, 11)
+        assert (p.n, p.temperature, p.logprobs, p.max_tokens) == (1, 0.0, 0, 12)
         assert p.stop_token_ids == [2, 9, s_e, s_n] and p.ignore_eos and not p.detokenize
         assert p.extra_args == {
             "mixsd": {
                 "pair": params[0].extra_args["mixsd"]["pair"], "role": role, "key": 11,
-                "lam": 0.5, "offset": 1, "solo": False, "temperature": 0.7, "top_k": 20,
+                "lam": 0.5, "offset": 0, "solo": False, "temperature": 0.7, "top_k": 20,
                 "top_p": 0.9, "sentinels": [s_e, s_n],
             }
         }  # fmt: skip
@@ -113,16 +115,16 @@ def test_settling_divergences_sentinel_tokens_and_stalls(monkeypatch):
     engine = engine_with(monkeypatch, canned(), max_stalls=2)
     s_e, s_n = engine.sentinels
     assert (s_e, s_n) == (99, 98)
-    seq = engine._open(Job(1, 0.5, [1], [2], "t"))
+    seq = Decoding.open(Job(1, 0.5, [1], [2], "t"), engine.max_new_tokens, engine.max_model_len)
     assert (
         engine._settle(seq, [completion([4, 5, s_e], "stop"), completion([4, s_n], "stop")]) is None
     )
-    assert seq.tokens == [4] and seq.offset == 1 and engine.stats["divergences"] == 1
+    assert seq.tokens == [4] and engine.stats["divergences"] == 1
     # a sentinel the mixing really picked: both requests stopped on it; keep it and go on
     assert engine._settle(seq, [completion([6, s_n], "stop")] * 2) is None
-    assert seq.tokens == [4, 6, s_n] and seq.elp == seq.nlp == [-0.5] * 3
+    assert seq.tokens == [4, 6, s_n] and seq.expert_logprob == seq.naive_logprob == [-0.5] * 3
     assert engine._settle(seq, [completion([2], "stop")] * 2) == "stop"
-    stuck = engine._open(Job(2, 0.5, [1], [2], "stuck"))
+    stuck = Decoding.open(Job(2, 0.5, [1], [2], "stuck"), 12, engine.max_model_len)
     with pytest.raises(MixsdError, match="diverged 3 times"):
         for _ in range(3):
             engine._settle(stuck, [completion([s_e], "stop"), completion([3, s_n], "stop")])
@@ -146,13 +148,32 @@ LLAMA = {"hidden_size": 128, "num_attention_heads": 2, "max_position_embeddings"
 
 def test_cpu_plan_v1_runner_eager_and_clamped_length(caplog):
     plan = plan_engine(LLAMA, "cpu", max_model_len=4096)
-    assert plan == EnginePlan("cpu", "v1", 2048, eager=True)
+    assert plan == EnginePlan("cpu", "v1", 2048, True, pairs=128, prefill_tokens=4096,
+                              cpu_kv_cache_gib=4)  # fmt: skip
+    assert (plan.max_num_seqs, plan.max_num_batched_tokens) == (256, 256 + 4096)
+    assert plan.environ() == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+                              "VLLM_USE_V2_MODEL_RUNNER": "0", "VLLM_CPU_KVCACHE_SPACE": "4"}  # fmt: skip
     assert "Model Runner V2 needs Triton; using the V1 runner" in caplog.text
     assert "max_model_len 4096 > the model's max_position_embeddings 2048" in caplog.text
-    assert plan_engine(LLAMA, "cpu", device="cpu", runner="v1", max_model_len=512, eager=False) == (
-        EnginePlan("cpu", "v1", 512, eager=False)
-    )
-    assert plan_engine(LLAMA, "cuda", device="cuda:0") == EnginePlan("cuda", "v2", 2048, False)
+    small = plan_engine(LLAMA, "cpu", device="cpu", runner="v1", max_model_len=512, eager=False,
+                        pairs=4, cpu_kv_cache_gib=2)  # fmt: skip
+    assert small == EnginePlan("cpu", "v1", 512, False, 4, 1024, 2)
+    cuda = plan_engine(LLAMA, "cuda", device="cuda:0")
+    assert cuda == EnginePlan("cuda", "v2", 2048, False, 128, 4096, 4)
+    assert cuda.environ() == {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_USE_V2_MODEL_RUNNER": "1",
+    }
+
+
+def test_the_environment_is_set_while_vllm_starts_and_restored_after(monkeypatch):
+    monkeypatch.setenv("VLLM_USE_V2_MODEL_RUNNER", "mine")
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    env = {"VLLM_USE_V2_MODEL_RUNNER": "0", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    with vllm_engine.scoped_environ(env):
+        assert {k: os.environ[k] for k in env} == env
+    assert os.environ["VLLM_USE_V2_MODEL_RUNNER"] == "mine"
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
 
 
 @pytest.mark.parametrize(
@@ -192,7 +213,7 @@ def test_vllm_loads_the_registered_processors_and_validates_arguments():
     with pytest.raises(ValueError, match="not a subclass"):
         loader._load_v2_logitsprocs_by_fqcns([PROCESSORS["v1"]])
     validate = loader.build_custom_logits_processors_params_validator([PROCESSORS["v2"]])
-    ours = pair_args(1, 0, 7, 0.5, 3, False, SAMPLING, (99, 98))
+    ours = Member(1, 0, 7, 0.5, 3, False, SAMPLING, (99, 98)).extra_args()
     validate(SamplingParams(extra_args=ours))
     validate(SamplingParams.for_sampler_warmup())
     with pytest.raises(VLLMValidationError, match="role"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mixsd.generate.core import COIN, TOKEN, Role, Sampling, choose_tokens, keyed_uniforms
-from mixsd.generate.vllm_pairs import PairTable, check_args, member_from_params, pair_args
+from mixsd.generate.vllm_pairs import ARGS_KEY, Member, PairTable
 
 EXPERT, NAIVE = Role.EXPERT, Role.NAIVE
 
@@ -18,7 +18,7 @@ GEN = torch.Generator().manual_seed(0)
 
 
 def params(pair, role, key=7, lam=0.5, offset=0, solo=False, sampling=GREEDY, max_tokens=50):
-    args = pair_args(pair, role, key, lam, offset, solo, sampling, SENT)
+    args = Member(pair, role, key, lam, offset, solo, sampling, SENT).extra_args()
     return SimpleNamespace(extra_args=args, stop_token_ids=[0, *SENT], max_tokens=max_tokens)
 
 
@@ -30,7 +30,7 @@ def rand(n: int) -> torch.Tensor:
 
 
 def member(*a, **kw):
-    return member_from_params(params(*a, **kw))
+    return Member.from_params(params(*a, **kw))
 
 
 def forced(logits: torch.Tensor) -> list[int]:
@@ -168,6 +168,23 @@ def test_moves_carry_members_and_end_marks():
     [{"role": 2}, {"lam": 1.5}, {"key": "x"}, {"sentinels": [1]}, {"top_p": 0.0}, {"solo": None}],
 )
 def test_bad_pair_arguments_are_rejected(change):
-    args = pair_args(1, EXPERT, 7, 0.5, 0, False, GREEDY, SENT)["mixsd"] | change
+    args = Member(1, EXPERT, 7, 0.5, 0, False, GREEDY, SENT).to_dict() | change
     with pytest.raises(ValueError):
-        check_args(args)
+        Member.from_dict(args)
+
+
+def test_the_wire_record_round_trips_and_foreign_requests_are_not_ours():
+    sent = Member(3, NAIVE, 2**63 - 1, 0.25, 5, True, Sampling(0.7, 20, 0.9), SENT)
+    wire = sent.extra_args()
+    assert wire == {ARGS_KEY: {"pair": 3, "role": 1, "key": 2**63 - 1, "lam": 0.25, "offset": 5,
+                               "solo": True, "temperature": 0.7, "top_k": 20, "top_p": 0.9,
+                               "sentinels": [15, 14]}}  # fmt: skip
+    request = SimpleNamespace(extra_args=wire, stop_token_ids=[0, 15], max_tokens=9)
+    got = Member.from_params(request)
+    assert got == Member(3, NAIVE, 2**63 - 1, 0.25, 5, True, Sampling(0.7, 20, 0.9), SENT,
+                         frozenset({0, 15}), 9)  # fmt: skip
+    assert type(got.role) is Role and Member.from_dict(got.to_dict()) == sent
+    assert (
+        Member.from_params(SimpleNamespace(extra_args=None, stop_token_ids=[], max_tokens=1))
+        is None
+    )

