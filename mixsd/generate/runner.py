@@ -23,6 +23,7 @@ from mixsd.generate.config import GenerateConfig
 from mixsd.generate.core import sequence_key
 from mixsd.generate.jobs import Job, Result
 from mixsd.progress import Progress
+from mixsd.targets.schema import TargetRow
 
 
 def in_shard(example_id: str, shard: str) -> bool:
@@ -203,15 +204,14 @@ def _job(cfg: GenerateConfig, pair, rec, sample: int, lam: float, attempt: int) 
     return Job(key, lam, pair.naive_ids, pair.expert_ids, (rec, sample, lam, attempt))
 
 
-def _row(rec, sample, lam, attempt, pair, result: Result, text: str, ok: bool) -> dict:
-    return {
-        "id": rec.id, "sample": sample, "attempt": attempt, "lam": lam, "kind": "mixsd",
-        "prompt_ids": pair.naive_ids, "expert_prompt_ids": pair.expert_ids,
-        "target_ids": result.target_ids, "target_text": text, "source": result.source,
-        "expert_logprob": result.expert_logprob, "naive_logprob": result.naive_logprob,
-        "finish_reason": result.finish_reason, "correct": ok,
-        "reference": rec.reference, "answer": rec.gold,
-    }  # fmt: skip
+def _row(rec, sample, lam, attempt, pair, result: Result, text: str, ok: bool) -> TargetRow:
+    return TargetRow(
+        id=rec.id, sample=sample, attempt=attempt, lam=lam, kind="mixsd",
+        prompt_ids=pair.naive_ids, expert_prompt_ids=pair.expert_ids,
+        target_ids=result.target_ids, target_text=text, source=result.source,
+        expert_logprob=result.expert_logprob, naive_logprob=result.naive_logprob,
+        finish_reason=result.finish_reason, correct=ok, reference=rec.reference, answer=rec.gold,
+    )  # fmt: skip
 
 
 def _ratio(a: int, b: int) -> float | None:

@@ -21,7 +21,7 @@ from mixsd.targets.provenance import (
     tokenizer_fingerprint,
 )
 from mixsd.targets.reader import iter_batches, listed_parts
-from mixsd.targets.schema import format_lam, lam_dir, show_lam
+from mixsd.targets.schema import TargetRow, format_lam, lam_dir, show_lam
 from mixsd.targets.writer import TargetSetWriter, existing_keys
 
 MARKER = "\x00MIXSD-USER\x00"
@@ -227,21 +227,21 @@ def from_references(
                 continue
             pair = build_prompt_pair(tok, r, chosen)
             rows.append(
-                {
-                    "id": r.id,
-                    "sample": 0,
-                    "attempt": 0,
-                    "lam": None,
-                    "kind": "sft",
-                    "prompt_ids": pair.naive_ids,
-                    "expert_prompt_ids": pair.expert_ids,
-                    "target_ids": target_ids(tok, r.reference),
-                    "target_text": r.reference,
-                    "finish_reason": "stop",
-                    "correct": True,
-                    "reference": r.reference,
-                    "answer": r.gold,
-                }
+                TargetRow(
+                    id=r.id,
+                    sample=0,
+                    attempt=0,
+                    lam=None,
+                    kind="sft",
+                    prompt_ids=pair.naive_ids,
+                    expert_prompt_ids=pair.expert_ids,
+                    target_ids=target_ids(tok, r.reference),
+                    target_text=r.reference,
+                    finish_reason="stop",
+                    correct=True,
+                    reference=r.reference,
+                    answer=r.gold,
+                )
             )
         writer.write(rows)
         writer.add_stats({"source": str(input_path), "records": len(records)})

@@ -30,6 +30,7 @@ Decisions (and why):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -69,6 +70,33 @@ LOCK = ".lock"
 NULL_LAM_DIR = "__HIVE_DEFAULT_PARTITION__"
 
 ROW_GROUP_ROWS = 2048  # streaming granularity: a reader holds about one row group per column
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetRow:
+    """One row before it is written: the columns of `SCHEMA`, same names, same order (a test
+    holds them equal), typed. SFT rows leave `source` and the log-probs None."""
+
+    id: str
+    sample: int
+    attempt: int
+    lam: float | None
+    kind: str
+    prompt_ids: list[int]
+    expert_prompt_ids: list[int] | None
+    target_ids: list[int]
+    target_text: str
+    source: list[int] | None = None
+    expert_logprob: list[float] | None = None
+    naive_logprob: list[float] | None = None
+    finish_reason: str
+    correct: bool
+    reference: str | None
+    answer: str | None
+
+    def to_dict(self) -> dict:
+        """The row as `TargetSetWriter.write` takes it (shallow: lists are shared, not copied)."""
+        return {name: getattr(self, name) for name in COLUMNS}
 
 
 def partitioning():

@@ -1,7 +1,7 @@
 """Writing target sets: atomic parts, one manifest shared by concurrent shard writers, resume.
 
     with TargetSetWriter(root, provenance, shard="1-of-4") as w:
-        w.write(rows)            # dicts with the schema-v1 columns; any order of λ
+        w.write(rows)            # `TargetRow`s (or dicts of their columns); any order of λ
         w.add_stats({...})       # run statistics, kept per shard in the manifest
 
 Rows are converted to Arrow on `write` (compact: ~4 bytes a token, not a Python int each) and
@@ -43,6 +43,7 @@ from mixsd.targets.schema import (
     ROW_GROUP_ROWS,
     SCHEMA,
     SCHEMA_VERSION,
+    TargetRow,
     lam_dir,
 )
 
@@ -149,12 +150,13 @@ class TargetSetWriter:
             "sha256": sha256_file(path),
         }
 
-    def write(self, rows: list[dict]) -> None:
-        """Buffer rows (dicts with the schema-v1 columns); write every full part.
+    def write(self, rows: list[TargetRow | dict]) -> None:
+        """Buffer rows (`TargetRow`s, or dicts with the schema-v1 columns); write every full part.
 
         Rows are converted to Arrow and checked `CONVERT_ROWS` at a time (per-call conversion
         would cost milliseconds a row), so a bad row is refused at the latest by `flush`/`close`.
         """
+        rows = [r.to_dict() if isinstance(r, TargetRow) else r for r in rows]
         unknown = set().union(*rows) - set(COLUMNS) if rows else set()
         if unknown:
             raise MixsdError(f"{self.root}: rows have unknown columns {sorted(unknown)}")
