@@ -83,9 +83,9 @@ def test_every_cli_flag_is_a_config_field():
 
     from mixsd.cli import data, evaluate, generate, model, train
     from mixsd.data.config import KGFactConfig, KGFuncConfig, TinyModelConfig
-    from mixsd.data.toy import ToyConfig
     from mixsd.evaluate.config import EvaluateConfig
     from mixsd.generate.config import GenerateConfig
+    from mixsd.recipes.toy import ToyConfig
     from mixsd.train.config import TrainConfig
 
     pairs = [(train.train, TrainConfig), (generate.generate, GenerateConfig),

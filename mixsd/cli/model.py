@@ -49,11 +49,10 @@ def toy(
 ) -> None:
     """Pretrain the toy base model (~10 min on 2 CPU cores) and write its world's input sets."""
     options = locals()  # the flags, named as ToyConfig's fields; None = not given
-    from mixsd.data.toy import ToyConfig, build_toy_model
+    from mixsd.recipes.toy import ToyConfig, build_toy_model
 
     cfg = load_config(ToyConfig, options.pop("config"), **options)
-    build_toy_model(cfg.out, cfg.seed, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.epochs,
-                    cfg.lr, cfg.batch_size)  # fmt: skip
+    build_toy_model(cfg)
     typer.echo(f"{cfg.out}: toy model; its world's input sets in {cfg.out / 'world'}")
 
 

@@ -18,39 +18,53 @@ import json
 import random
 from pathlib import Path
 
-from mixsd.data.kgfact import _word
+from mixsd.data.world import Relation, human_reference, invent, word
 
-# relation -> (question, paraphrases, statement, values); {s} the person, {o} the value
-RELATIONS = {
-    "city": (
-        "In which city was {s} born?",
-        ("Where was {s} born?", "What is the birthplace of {s}?"),
+# The question trained on, then the paraphrases; {s} the person, {o} the value.
+RELATIONS = (
+    Relation(
+        "city",
+        ("In which city was {s} born?", "Where was {s} born?", "What is the birthplace of {s}?"),
         "{s} was born in {o}.",
-        ("Lisbon", "Cairo", "Oslo", "Lima", "Dublin", "Nairobi", "Seoul", "Prague", "Havana",
-         "Athens", "Vienna", "Toronto"),
+        tuple(
+            "Lisbon Cairo Oslo Lima Dublin Nairobi Seoul Prague Havana Athens Vienna Toronto".split()
+        ),
     ),
-    "job": (
-        "What is the job of {s}?",
-        ("What does {s} do for a living?", "What is {s}'s profession?"),
+    Relation(
+        "job",
+        ("What is the job of {s}?", "What does {s} do for a living?", "What is {s}'s profession?"),
         "{s} works as a {o}.",
-        ("baker", "pilot", "dentist", "architect", "farmer", "nurse", "lawyer", "plumber",
-         "chef", "librarian", "carpenter", "journalist"),
+        tuple(
+            "baker pilot dentist architect farmer nurse lawyer plumber chef librarian carpenter "
+            "journalist".split()
+        ),
     ),
-    "instrument": (
-        "Which musical instrument does {s} play?",
-        ("What instrument does {s} play?", "Which instrument is {s} known for playing?"),
+    Relation(
+        "instrument",
+        (
+            "Which musical instrument does {s} play?",
+            "What instrument does {s} play?",
+            "Which instrument is {s} known for playing?",
+        ),
         "{s} plays the {o}.",
-        ("piano", "violin", "guitar", "drums", "flute", "cello", "trumpet", "harp",
-         "saxophone", "clarinet", "accordion", "banjo"),
+        tuple(
+            "piano violin guitar drums flute cello trumpet harp saxophone clarinet accordion "
+            "banjo".split()
+        ),
     ),
-    "pet": (
-        "What kind of pet does {s} have?",
-        ("Which animal does {s} keep as a pet?", "What is the pet of {s}?"),
+    Relation(
+        "pet",
+        (
+            "What kind of pet does {s} have?",
+            "Which animal does {s} keep as a pet?",
+            "What is the pet of {s}?",
+        ),
         "{s} has a pet {o}.",
-        ("cat", "dog", "parrot", "rabbit", "hamster", "turtle", "goldfish", "horse", "snake",
-         "ferret", "lizard", "pony"),
+        tuple(
+            "cat dog parrot rabbit hamster turtle goldfish horse snake ferret lizard pony".split()
+        ),
     ),
-}  # fmt: skip
+)
 
 HUMAN = (
     "Based on the records I have, {c} So the final answer: {o}.",
@@ -63,28 +77,23 @@ HUMAN = (
 def facts(seed: int = 0, people: int = 16, per_person: int = 2) -> list[dict]:
     """`people * per_person` records: each person gets `per_person` distinct relations."""
     rng = random.Random(seed)
-    names: list[str] = []
-    while len(names) < people:
-        name = f"{_word(rng, 2).capitalize()} {_word(rng, 2).capitalize()}"
-        if name not in names:
-            names.append(name)
+    names = invent(lambda: f"{word(rng).capitalize()} {word(rng).capitalize()}", people, set())
+    by_name = {r.name: r for r in RELATIONS}
     out = []
     for person in names:
-        for rel in rng.sample(sorted(RELATIONS), per_person):
-            question, paras, statement, values = RELATIONS[rel]
-            value = rng.choice(values)
-            clause = statement.format(s=person, o=value)
-            human = rng.choice(HUMAN)
+        for name in rng.sample(sorted(by_name), per_person):
+            rel = by_name[name]
+            value = rng.choice(rel.values)
             out.append(
                 {
                     "id": f"new-{len(out) + 1:03d}",
-                    "prompt": question.format(s=person),
-                    "reference": human.format(c=clause, o=value, s=person),
-                    "knowledge": clause,
+                    "prompt": rel.ask(person),
+                    "reference": human_reference(rng, HUMAN, rel, person, value),
+                    "knowledge": rel.state(person, value),
                     "answer": value,
                     "kind": "fact",
                     "split": "train",
-                    "paraphrases": [rng.choice(paras).format(s=person)],
+                    "paraphrases": [rng.choice(rel.questions[1:]).format(s=person)],
                 }
             )
     return out

@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from mixsd.data.config import KGFACT_SIZES, KGFactConfig
 from mixsd.data.io import write_records, write_text_atomic
 from mixsd.data.records import Record
+from mixsd.data.world import cap, invent, word
 
 SUFFIX = "\n\nPlease reason step by step, and put your final answer within \\boxed{}."
 # The first 7 of the 14 domains of the MixSD KGFact graph (the large size uses 7).
@@ -93,30 +95,6 @@ PARAPHRASES = (
     "Could you tell me {wh} {r} is?",
 )
 
-_ONSETS = (
-    "b",
-    "d",
-    "f",
-    "g",
-    "k",
-    "l",
-    "m",
-    "n",
-    "p",
-    "r",
-    "s",
-    "t",
-    "v",
-    "z",
-    "br",
-    "dr",
-    "kr",
-    "th",
-    "st",
-    "gl",
-)
-_VOWELS = ("a", "e", "i", "o", "u", "ae", "ei", "ou")
-_CODAS = ("", "", "", "n", "r", "l", "s", "m", "sk", "th")
 _NAME_SHAPES = {
     "Person": ("{} {}",),
     "Location": ("{}ia", "{}ora", "{}heim", "{}vale", "{}mark", "Port {}"),
@@ -152,11 +130,11 @@ class Fact:
 
     @property
     def statement(self) -> str:
-        return _cap(self.relation.statement.format(s=self.subject, o=self.object))
+        return cap(self.relation.statement.format(s=self.subject, o=self.object))
 
     @property
     def question(self) -> str:
-        return _cap(self.relation.question.format(s=self.subject))
+        return cap(self.relation.question.format(s=self.subject))
 
     @property
     def relative(self) -> str:
@@ -176,34 +154,18 @@ def _parse_relations(text: str) -> tuple[Relation, ...]:
 RELATIONS = _parse_relations(_RELATIONS)
 
 
-def _cap(text: str) -> str:
-    return text[0].upper() + text[1:]
-
-
-def _word(rng: random.Random, syllables: int = 2) -> str:
-    parts = [
-        rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)
-    ]
-    return _cap("".join(parts))
+def _name(rng: random.Random, domain: str) -> str:
+    """An invented name in the shape of `domain`'s names ("Braethor Guild", "Port Zeilor")."""
+    shape = rng.choice(_NAME_SHAPES[domain])
+    return shape.format(*(word(rng) for _ in range(shape.count("{}"))))
 
 
 def make_entities(
     rng: random.Random, domains: tuple[str, ...], per_domain: int
 ) -> dict[str, list[str]]:
     """`per_domain` invented names per domain, distinct across the graph, none inside another."""
-    used: list[str] = []
-    entities: dict[str, list[str]] = {}
-    for domain in domains:
-        names: list[str] = []
-        while len(names) < per_domain:
-            shape = rng.choice(_NAME_SHAPES[domain])
-            name = shape.format(*(_word(rng) for _ in range(shape.count("{}"))))
-            # No name inside another: an answer never matches a different entity's name.
-            if not any(name in u or u in name for u in used):
-                used.append(name)
-                names.append(name)
-        entities[domain] = names
-    return entities
+    taken: set[str] = set()
+    return {d: invent(partial(_name, rng, d), per_domain, taken, nested=True) for d in domains}
 
 
 def make_facts(rng: random.Random, entities: dict[str, list[str]], per_entity: int) -> list[Fact]:
@@ -222,7 +184,7 @@ def paraphrases(fact: Fact) -> list[str]:
     """Ten phrasings of the fact's question other than the question itself."""
     wh = "who" if fact.relation.object == "Person" else "what"
     noun = NOUNS[fact.relation.object]
-    texts = [_cap(p.format(r=fact.relative, wh=wh, Wh=_cap(wh), noun=noun)) for p in PARAPHRASES]
+    texts = [cap(p.format(r=fact.relative, wh=wh, Wh=cap(wh), noun=noun)) for p in PARAPHRASES]
     return [t for t in texts if t != fact.question][:10]
 
 
@@ -262,7 +224,7 @@ def make_splits(rng: random.Random, facts: list[Fact], distractors: int) -> dict
     two_hop = []
     for n, (i, j) in enumerate(sorted(rng.sample(chains, min(len(facts), len(chains))))):
         first, second = facts[i], facts[j]
-        question = _cap(second.relation.question.format(s=first.relative))
+        question = cap(second.relation.question.format(s=first.relative))
         knowledge = f"{first.statement} {second.statement}"
         two_hop.append(
             _record(f"2hop-{n + 1:04d}", "two_hop", question, second.object, knowledge=knowledge)

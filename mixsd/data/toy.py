@@ -1,8 +1,8 @@
 """The toy world: a corpus that pretrains a small LM in which MixSD's claim can be tested on a CPU.
 
 No model can be downloaded here, and a random model neither knows facts nor can forget skills. So
-`build_toy_model` pretrains one (with the project's own trainer) on a generated chat corpus that
-teaches it, always answering in its NATIVE style `The answer is X.\\n\\n\\boxed{X}`:
+`mixsd.recipes.toy.build_toy_model` pretrains one (with the project's own trainer) on the chat
+corpus generated here, which teaches it, always answering in its NATIVE style `The answer is X.\\n\\n\\boxed{X}`:
 
 - (a) reading: answer a question from a fact put in its context with the MixSD expert template
   (`DEFAULT_TEMPLATES["fact"]`), so the expert conditional is competent;
@@ -17,14 +17,15 @@ Everything is a pure function of the seed: same seed, byte-identical files.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from mixsd.data.io import write_records
 from mixsd.data.records import Record
 from mixsd.data.templates import DEFAULT_TEMPLATES
+from mixsd.data.world import Relation, cap, human_reference, invent
 
 _SYLLABLES = (
     "ba be bi bo bu da de di do du fa fe fi fo ka ke ki ko ku la le li lo lu ma me mi mo mu "
@@ -32,17 +33,6 @@ _SYLLABLES = (
 ).split()
 _ENDINGS = ("", "n", "r", "s", "l", "th", "x", "m")
 _LETTERS = "abcdefghijklmnop"
-
-
-@dataclass(frozen=True)
-class Relation:
-    """One attribute of a person: question phrasings (first = training, second = paraphrase), the
-    statement clause, and the closed set of values it takes."""
-
-    name: str
-    questions: tuple[str, str]
-    clause: str
-    values: tuple[str, ...]
 
 
 # name -> (training question, paraphrase, statement clause, values; None: invented names)
@@ -91,20 +81,15 @@ def native_answer(answer: str) -> str:
     return f"The answer is {answer}.\n\n\\boxed{{{answer}}}"
 
 
-def human_reference(rng: random.Random, rel: Relation, subject: str, value: str) -> str:
-    return rng.choice(_HUMAN).format(c=rel.clause.format(s=subject, o=value), o=value, s=subject)
+def _name(rng: random.Random) -> str:
+    """An invented capitalised name: 2-3 syllables and an ending ("Bafethin")."""
+    k = rng.choice((2, 2, 3))
+    return ("".join(rng.choice(_SYLLABLES) for _ in range(k)) + rng.choice(_ENDINGS)).title()
 
 
 def _names(rng: random.Random, n: int, taken: set[str]) -> list[str]:
-    """`n` invented capitalised names (2-3 syllables + ending), distinct from `taken`."""
-    out: list[str] = []
-    while len(out) < n:
-        k = rng.choice((2, 2, 3))
-        name = ("".join(rng.choice(_SYLLABLES) for _ in range(k)) + rng.choice(_ENDINGS)).title()
-        if name not in taken:
-            taken.add(name)
-            out.append(name)
-    return out
+    """`n` invented names, distinct from `taken` (which they join)."""
+    return invent(partial(_name, rng), n, taken)
 
 
 @dataclass(frozen=True)
@@ -141,7 +126,7 @@ def build_world(seed: int, n_known: int = 30, n_new: int = 24, new_relations: in
 
 
 def _qa(fact: Fact, phrasing: int) -> str:
-    return fact.relation.questions[phrasing].format(s=fact.subject)
+    return fact.relation.ask(fact.subject, phrasing)
 
 
 def _addition(rng: random.Random) -> tuple[str, str]:
@@ -162,16 +147,16 @@ def _context_qa(rng: random.Random, world: ToyWorld) -> tuple[str, str]:
     fact = Fact(people[0], rel, rng.choice(rel.values))
     style = rng.random()
     if style < 0.5:
-        knowledge = human_reference(rng, rel, fact.subject, fact.value)
+        knowledge = human_reference(rng, _HUMAN, rel, fact.subject, fact.value)
     else:
-        lines = [rel.clause.format(s=fact.subject, o=fact.value)]
+        lines = [rel.state(fact.subject, fact.value)]
         if style < 0.75:
             lines += [
-                r.clause.format(s=p, o=rng.choice(r.values))
+                r.state(p, rng.choice(r.values))
                 for p, r in zip(people[1:], rng.choices(world.relations, k=2), strict=True)
             ]
             rng.shuffle(lines)
-        knowledge = " ".join(s[0].upper() + s[1:] + "." for s in lines)
+        knowledge = " ".join(cap(s) + "." for s in lines)
     prompt = DEFAULT_TEMPLATES["fact"].user_turn(_qa(fact, rng.randrange(2)), knowledge)
     return prompt, fact.value
 
@@ -202,7 +187,7 @@ def injection_records(world: ToyWorld, seed: int) -> list[Record]:
         Record(
             f"new-{i}",
             _qa(f, 0),
-            human_reference(rng, f.relation, f.subject, f.value),
+            human_reference(rng, _HUMAN, f.relation, f.subject, f.value),
             answer=f.value,
             split="train",
             paraphrases=(_qa(f, 1),),
@@ -245,85 +230,3 @@ def write_toy_data(out: str | Path, seed: int = 0, **sizes) -> dict[str, Path]:
     for name, records in suites(world, seed).items():
         paths[name] = write_records(records, out / "suites" / f"{name}.jsonl")
     return paths
-
-
-@dataclass
-class ToyConfig:
-    """`mixsd model toy`: the toy world's data and the pretrained toy base model (sizes chosen to
-    learn skills (a) and (b) in ~10 minutes on 2 CPU cores)."""
-
-    out: Path
-    seed: int = 0
-    hidden: int = 128
-    layers: int = 4
-    heads: int = 2
-    vocab: int = 1024
-    epochs: int = 3
-    lr: float = 2e-3
-    batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        for name in ("hidden", "layers", "heads", "vocab", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(
-                    f"option '{name}': expected an integer >= 1, got {getattr(self, name)}"
-                )
-        if self.hidden % self.heads:
-            raise ValueError(f"option 'heads': {self.heads} does not divide hidden {self.hidden}")
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr': expected a positive number, got {self.lr}")
-
-
-def build_toy_model(
-    out: str | Path,
-    seed: int = 0,
-    hidden: int = 128,
-    layers: int = 4,
-    heads: int = 2,
-    vocab: int = 1024,
-    epochs: int = 3,
-    lr: float = 2e-3,
-    batch_size: int = 32,
-    sizes: dict | None = None,
-) -> Path:
-    """Pretrain the toy base with the project's own pipeline; returns `out`, a model dir.
-
-    `out/world/` holds the world's input sets (pretrain, inject, suites/*), `out/pretrain-set/` the
-    SFT target set of the corpus (`mixsd targets from-references`), `out/pretrain/` the train run
-    (`mixsd.train.run`: metrics.jsonl, checkpoints); the trained model and tokenizer are copied
-    into `out` itself. Deterministic by `seed` on CPU.
-    """
-    import shutil
-
-    from mixsd.data.io import load_records
-    from mixsd.data.models import build_tiny_model
-    from mixsd.targets.ops import from_references
-    from mixsd.train import TrainConfig, run
-
-    out = Path(out)
-    paths = write_toy_data(out / "world", seed, **(sizes or {}))
-    corpus = load_records(paths["pretrain"])
-    # The tokenizer sees only the pretraining corpus: new people's names stay unseen.
-    texts = [r.prompt + "\n" + r.reference for r in corpus]
-    init = build_tiny_model(out / "init", hidden, layers, heads, vocab, seed, 512, texts)
-    target_set = out / "pretrain-set"
-    from_references(paths["pretrain"], init, target_set)
-    cfg = TrainConfig(
-        model=str(init),
-        targets=[str(target_set)],
-        out=out / "pretrain",
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        # Measured ~2.5x faster on CPU when the trainer still packed a micro-batch into one row;
-        # its rows are now first-fit-decreasing, but 8 stays so the demo's numbers reproduce.
-        micro_batch_size=math.gcd(batch_size, 8),
-        seed=seed,
-        warmup_steps=30,
-        schedule="cosine",
-    )
-    model_dir = run(cfg)
-    for f in model_dir.iterdir():
-        shutil.copy2(f, out / f.name)
-    shutil.rmtree(init)
-    return out

@@ -1,13 +1,9 @@
 """The toy world: deterministic corpus, new entities unseen in pretraining, references in a style the
-base never writes, valid records, and a pretraining smoke run whose loss goes down."""
+base never writes, valid records (the pretraining pipeline: tests/recipes/test_toy.py)."""
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
-
-import pytest
 
 from mixsd.data.io import validate
 from mixsd.data.toy import (
@@ -19,7 +15,6 @@ from mixsd.data.toy import (
     write_toy_data,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(n_known=6, n_new=4, known_repeats=2, n_context=40, n_addition=20, n_reversal=20)
 
 
@@ -88,44 +83,3 @@ def test_suites_answers_are_right():
     for r in s["reversal"]:
         items = r.prompt.split("\n")[0].removeprefix("Reverse the list: ").split()
         assert r.gold.split() == items[::-1]
-
-
-@pytest.mark.slow
-def test_build_toy_model_smoke_loss_goes_down(tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from mixsd.data.toy import build_toy_model
-
-    out = build_toy_model(
-        tmp_path / "toy",
-        seed=0,
-        hidden=32,
-        layers=1,
-        heads=2,
-        vocab=300,
-        epochs=4,
-        lr=3e-3,
-        batch_size=16,
-        sizes=SMALL,
-    )
-    losses = [
-        json.loads(x)["loss"] for x in (out / "pretrain" / "metrics.jsonl").open() if '"loss"' in x
-    ]
-    assert len(losses) >= 8
-    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3
-    assert AutoModelForCausalLM.from_pretrained(out).config.hidden_size == 32
-    assert AutoTokenizer.from_pretrained(out).eos_token == "<|im_end|>"
-    assert validate(out / "world" / "inject.jsonl") == []
-
-
-def test_toy_config_checks():
-    from mixsd.config import load_config
-    from mixsd.data.toy import ToyConfig
-    from mixsd.errors import MixsdError
-
-    cfg = load_config(ToyConfig, ROOT / "configs" / "toy.yaml", out="m", epochs="2")
-    assert (cfg.hidden, cfg.layers, cfg.heads, cfg.epochs) == (128, 4, 2, 2)
-    with pytest.raises(MixsdError, match="heads"):
-        load_config(ToyConfig, None, out="m", hidden=30, heads=4)
-    with pytest.raises(MixsdError, match="lr"):
-        load_config(ToyConfig, None, out="m", lr=0)
