@@ -228,11 +228,9 @@ def chain_questions(
     return records
 
 
-def build(cfg: KGFuncConfig) -> dict[str, int]:
-    """Write the KGFunc splits and `functions.json` to `cfg.out`; returns the count per split.
-
-    Deterministic: the same config gives byte-identical files.
-    """
+def make_splits(cfg: KGFuncConfig) -> tuple[dict[str, str], list[str], dict[str, list[Record]]]:
+    """The letter -> operation key, the held-out letters, and the records of each split (in
+    memory: `build` writes them; evaluate's `kgfunc-heldout` suite reads them from here)."""
     rng = random.Random(cfg.seed)
     key, heldout = assign_letters(rng, cfg.heldout_ops)
     seen = [letter for letter in key if letter not in heldout]
@@ -241,6 +239,15 @@ def build(cfg: KGFuncConfig) -> dict[str, int]:
         "compose": chain_questions(rng, key, seen, cfg),
         "heldout": single_questions(rng, key, heldout, cfg, "heldout"),
     }
+    return key, heldout, splits
+
+
+def build(cfg: KGFuncConfig) -> dict[str, int]:
+    """Write the KGFunc splits and `functions.json` to `cfg.out`; returns the count per split.
+
+    Deterministic: the same config gives byte-identical files.
+    """
+    key, heldout, splits = make_splits(cfg)
     out = Path(cfg.out)
     for split, records in splits.items():
         write_records(records, out / f"{split}.jsonl")

@@ -240,15 +240,10 @@ def _toy(name: str):
 
 
 def _kgfunc_heldout(seed: int) -> list[Record]:
-    import tempfile
-
     from mixsd.data.config import KGFuncConfig
-    from mixsd.data.io import load_records
-    from mixsd.data.kgfunc import build
+    from mixsd.data.kgfunc import make_splits
 
-    with tempfile.TemporaryDirectory() as tmp:
-        build(KGFuncConfig(out=Path(tmp), seed=seed))
-        return load_records(Path(tmp) / "heldout.jsonl")
+    return make_splits(KGFuncConfig(seed=seed))[2]["heldout"]
 
 
 # Built-in suites shipped as data files (`mixsd/evaluate/data/`): public knowledge a small chat

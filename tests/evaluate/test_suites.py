@@ -95,6 +95,7 @@ def test_builtin_toy_suite_is_deterministic():
     k = load_suite("kgfunc-heldout")
     assert k.records == load_suite("kgfunc-heldout=0").records and len(k.records) >= 10
     assert all(r.split == "heldout" and r.gold.isdigit() for r in k.records)
+    assert load_suite("kgfunc-heldout=1").records != k.records
     with pytest.raises(MixsdError, match="SEED"):
         load_suite("toy-known=x")
 
@@ -174,3 +175,13 @@ def test_load_input_from_kgfact_dir(tmp_path):
     assert all(r.knowledge is None or r.split == "two_hop" for r in splits["train"])
     with pytest.raises(MixsdError, match="expected train.jsonl"):
         load_input(tmp_path)
+
+
+def test_kgfunc_heldout_suite_is_what_the_generator_writes(tmp_path):
+    """Built in memory, the suite equals the generator's `heldout.jsonl` read back."""
+    from mixsd.data.config import KGFuncConfig
+    from mixsd.data.io import load_records
+    from mixsd.data.kgfunc import build
+
+    build(KGFuncConfig(out=tmp_path, seed=3))
+    assert load_suite("kgfunc-heldout=3").records == load_records(tmp_path / "heldout.jsonl")
