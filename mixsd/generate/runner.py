@@ -26,12 +26,11 @@ from mixsd.progress import Progress
 from mixsd.targets.schema import TargetRow
 
 
-def in_shard(example_id: str, shard: str) -> bool:
-    """Does `example_id` belong to shard "i-of-N"? A hash of the id, so the partition does not
-    depend on the input's order and every id lands in exactly one shard."""
-    i, n = (int(x) for x in shard.split("-of-"))
+def in_shard(example_id: str, index: int, count: int) -> bool:
+    """Does `example_id` belong to shard `index` of `count`? A hash of the id, so the partition
+    does not depend on the input's order and every id lands in exactly one shard."""
     digest = hashlib.blake2b(example_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % n == i
+    return int.from_bytes(digest, "little") % count == index
 
 
 def declared_eos(generation_config) -> list[int]:
@@ -128,14 +127,15 @@ def run(cfg: GenerateConfig) -> dict:
     """Decode the targets of `cfg` into the target set `cfg.out`; returns this run's stats."""
     from mixsd.data.io import load_records
     from mixsd.data.templates import build_prompt_pair, load_templates
-    from mixsd.targets.writer import TargetSetWriter, existing_keys
+    from mixsd.targets.writer import TargetSetWriter, existing_keys, shard_numbers
 
     records = load_records(cfg.input)
     tokenizer = load_tokenizer(cfg.model)
     stops = stop_ids(tokenizer, cfg.stop, model_eos_ids(cfg.model))
     templates = load_templates(cfg.templates)
     prov = provenance(cfg, tokenizer, templates, records, stops)
-    mine = [r for r in records if in_shard(r.id, cfg.shard)]
+    index, count = shard_numbers(cfg.shard)
+    mine = [r for r in records if in_shard(r.id, index, count)]
     engine = _open_engine(cfg, stops, tokenizer.pad_token_id or 0)  # before the set is touched
     with TargetSetWriter(cfg.out, prov, shard=cfg.shard, rows_per_part=cfg.rows_per_part) as w:
         done = existing_keys(cfg.out)
@@ -146,7 +146,8 @@ def run(cfg: GenerateConfig) -> dict:
             for lam in cfg.lam
             if (rec.id, s, lam) not in done
         ]
-        pairs = {rec.id: build_prompt_pair(tokenizer, rec, templates) for rec, _, _ in todo}
+        owed = {rec.id: rec for rec, _, _ in todo}  # tokenised once each, not per sample x lam
+        pairs = {i: build_prompt_pair(tokenizer, rec, templates) for i, rec in owed.items()}
         planned = len(mine) * cfg.samples * len(cfg.lam)
         stats = {"rows": 0, "attempts": 0, "accepted": 0, "tokens": 0, "naive_tokens": 0}
         stats |= {"prompt_too_long": 0, "skipped_existing": planned - len(todo)}

@@ -51,12 +51,17 @@ CONVERT_ROWS = 512
 _SHARD = re.compile(r"(\d+)(?:-of-|/)(\d+)")
 
 
-def parse_shard(shard: str) -> str:
-    """`"i-of-N"` or `"i/N"` (0 <= i < N) -> canonical `"i-of-N"`."""
+def shard_numbers(shard: str) -> tuple[int, int]:
+    """`"i-of-N"` or `"i/N"` (0 <= i < N) -> (i, N)."""
     m = _SHARD.fullmatch(str(shard).strip())
     if not m or not int(m[1]) < int(m[2]):
         raise MixsdError(f"shard '{shard}': expected i-of-N (or i/N) with 0 <= i < N")
-    return f"{int(m[1])}-of-{int(m[2])}"
+    return int(m[1]), int(m[2])
+
+
+def parse_shard(shard: str) -> str:
+    """`"i-of-N"` or `"i/N"` (0 <= i < N) -> canonical `"i-of-N"`."""
+    return "{}-of-{}".format(*shard_numbers(shard))
 
 
 class TargetSetWriter:

@@ -187,6 +187,22 @@ def test_a_job_without_result_fails_loudly(tiny_model_dir, input_path, tmp_path,
     assert runner.run(cfg)["rows"] == 1  # the rerun decodes only the missing row
 
 
+def test_each_record_is_tokenised_once(tiny_model_dir, input_path, tmp_path, monkeypatch):
+    """The prompt pair of a record serves all of its samples and lambdas (and retries)."""
+    from mixsd.data import templates
+
+    calls = []
+    build = templates.build_prompt_pair
+    monkeypatch.setattr(
+        templates,
+        "build_prompt_pair",
+        lambda tok, rec, t: calls.append(rec.id) or build(tok, rec, t),
+    )
+    cfg = config(tiny_model_dir, input_path, tmp_path / "set", samples=2, max_new_tokens=2)
+    assert runner.run(cfg)["rows"] == 7 * 2 * 3
+    assert sorted(calls) == [f"q{i}" for i in range(7)]
+
+
 def test_clear_errors_before_any_work(tiny_model_dir, input_path, tmp_path):
     with pytest.raises(MixsdError, match="1.5 is outside"):
         load_config(GenerateConfig, None, model="m", input="i", out="o", lam="0,1.5")
