@@ -232,8 +232,8 @@ class PairTable:
             keys = np.array([m.key for m in lead], dtype=np.uint64)
             pos = np.array([m.offset + n for m, (_, _, n) in zip(lead, frontier, strict=True)])
             naive = naive_picked(keyed_uniforms(keys, pos, COIN), np.array([m.lam for m in lead]))
-            for (state, heads, n), nv in zip(frontier, naive, strict=True):
-                want = Role.NAIVE if nv else Role.EXPERT
+            for (state, heads, n), naive_row in zip(frontier, naive, strict=True):
+                want = Role.NAIVE if naive_row else Role.EXPERT
                 pick = next((x for x in heads if x.member.role == want), None)
                 if pick is None:  # the coin picked the row that is not here: diverge at n
                     self._diverge(state, n)

@@ -27,8 +27,8 @@ def prompts(tiny_tokenizer):
 
 def make_jobs(prompts, lams, seed=0, sample=0):
     return [
-        Job(sequence_key(seed, f"ex{i}", sample, 0), lam, nv, ex, (i, lam))
-        for i, (nv, ex) in enumerate(prompts)
+        Job(sequence_key(seed, f"ex{i}", sample, 0), lam, naive, expert, (i, lam))
+        for i, (naive, expert) in enumerate(prompts)
         for lam in lams
     ]
 
@@ -75,9 +75,9 @@ def small_room(monkeypatch):
 def test_logprobs_equal_teacher_forced_recomputation(tiny_model, prompts, small_room):
     results = run(tiny_model, make_jobs(prompts, [0.0, 0.5, 1.0]))
     for (i, lam), r in results.items():
-        nv, ex = prompts[i]
+        naive, expert = prompts[i]
         assert len(r.target_ids) == len(r.source) == len(r.expert_logprob) == len(r.naive_logprob)
-        for ctx, recorded in ((ex, r.expert_logprob), (nv, r.naive_logprob)):
+        for ctx, recorded in ((expert, r.expert_logprob), (naive, r.naive_logprob)):
             lp, _ = teacher_forced(tiny_model, ctx, r.target_ids)
             assert torch.allclose(torch.tensor(recorded), lp, atol=1e-4), (i, lam)
 
@@ -85,9 +85,9 @@ def test_logprobs_equal_teacher_forced_recomputation(tiny_model, prompts, small_
 def test_greedy_token_is_argmax_of_its_source(tiny_model, prompts):
     results = run(tiny_model, make_jobs(prompts, [0.5]), Sampling(temperature=0))
     for (i, _), r in results.items():
-        nv, ex = prompts[i]
-        _, le = teacher_forced(tiny_model, ex, r.target_ids)
-        _, ln = teacher_forced(tiny_model, nv, r.target_ids)
+        naive, expert = prompts[i]
+        _, le = teacher_forced(tiny_model, expert, r.target_ids)
+        _, ln = teacher_forced(tiny_model, naive, r.target_ids)
         picked = torch.where(torch.tensor(r.source, dtype=torch.bool)[:, None], ln, le)
         assert picked.argmax(-1).tolist() == r.target_ids
         assert 0 < sum(r.source) < len(r.source)  # both conditionals were used
@@ -137,13 +137,13 @@ def test_continuous_batching_equals_one_big_batch(tiny_model, prompts, small_roo
 
 
 def test_limits_stop_and_prompt_too_long(tiny_model, prompts):
-    nv, ex = prompts[5]
-    jobs = [Job(1, 0.5, nv, ex, "long"), Job(2, 1.0, nv[:5], None, "closed-book")]
-    results = run(tiny_model, jobs, max_model_len=len(ex) + 3, max_new_tokens=50)
+    naive, expert = prompts[5]
+    jobs = [Job(1, 0.5, naive, expert, "long"), Job(2, 1.0, naive[:5], None, "closed-book")]
+    results = run(tiny_model, jobs, max_model_len=len(expert) + 3, max_new_tokens=50)
     assert results["long"].finish_reason == "length" and len(results["long"].target_ids) == 3
     closed = results["closed-book"]
     assert closed.expert_logprob is None and len(closed.naive_logprob) == len(closed.target_ids)
-    too_long = run(tiny_model, jobs[:1], max_model_len=len(ex))["long"]
+    too_long = run(tiny_model, jobs[:1], max_model_len=len(expert))["long"]
     assert (too_long.finish_reason, too_long.target_ids) == ("prompt_too_long", [])
     first = run(tiny_model, jobs[1:], stop_ids=[])["closed-book"].target_ids[0]
     stopped = run(tiny_model, jobs[1:], stop_ids=[first])["closed-book"]
@@ -159,8 +159,8 @@ def test_no_result_lost_when_the_batch_empties_before_too_long_jobs(tiny_model, 
     short = [tiny_tokenizer(f"Question {i}?")["input_ids"] for i in range(8)]
     long = [tiny_tokenizer("word " * 400)["input_ids"]] * 6
     jobs = [
-        Job(sequence_key(0, f"ex{i}", 0, 0), lam, nv, nv + [5, 6], (i, lam))
-        for i, nv in enumerate(short + long)
+        Job(sequence_key(0, f"ex{i}", 0, 0), lam, naive, naive + [5, 6], (i, lam))
+        for i, naive in enumerate(short + long)
         for lam in (0.0, 0.5)
     ]
     kw = {"stop_ids": [], "batch_size": 16, "max_new_tokens": 6, "max_model_len": 128}
@@ -178,16 +178,16 @@ def test_first_token_frequencies_follow_the_mixture(tiny_model, tiny_tokenizer):
     model = copy.deepcopy(tiny_model)
     with torch.no_grad():  # sharper logits, so the two conditionals clearly differ
         model.model.norm.weight.fill_(6.0)
-    nv = tiny_tokenizer("Who founded the Mirel guild?")["input_ids"]
-    ex = tiny_tokenizer("Input: 12345 Output: 54321.")["input_ids"]
+    naive = tiny_tokenizer("Who founded the Mirel guild?")["input_ids"]
+    expert = tiny_tokenizer("Input: 12345 Output: 54321.")["input_ids"]
     lam, n, sampling = 0.3, 1500, Sampling(temperature=1.0, top_k=0)
-    jobs = [Job(sequence_key(7, "x", s, 0), lam, nv, ex, s) for s in range(n)]
+    jobs = [Job(sequence_key(7, "x", s, 0), lam, naive, expert, s) for s in range(n)]
     results = run(model, jobs, sampling, batch_size=n, max_new_tokens=1, stop_ids=[])
     first = torch.tensor([r.target_ids[0] for r in results.values()])
-    naive = sum(r.source[0] for r in results.values())
-    assert abs(naive - lam * n) < 4 * (n * lam * (1 - lam)) ** 0.5
-    qe = torch.softmax(next_logits(model, ex).double()[0], -1)
-    qn = torch.softmax(next_logits(model, nv).double()[0], -1)
+    naive_first = sum(r.source[0] for r in results.values())
+    assert abs(naive_first - lam * n) < 4 * (n * lam * (1 - lam)) ** 0.5
+    qe = torch.softmax(next_logits(model, expert).double()[0], -1)
+    qn = torch.softmax(next_logits(model, naive).double()[0], -1)
     assert (qe - qn).abs().sum() > 0.5
     counts = torch.bincount(first, minlength=qe.numel()).double()
 
