@@ -30,10 +30,18 @@ def build_model(vocab: int = 8192, seed: int = 0):
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab, hidden_size=320, intermediate_size=864, num_hidden_layers=6,
-        num_attention_heads=5, num_key_value_heads=5, max_position_embeddings=2048,
-        tie_word_embeddings=True, bos_token_id=None, eos_token_id=1, pad_token_id=0,
-    )  # fmt: skip
+        vocab_size=vocab,
+        hidden_size=320,
+        intermediate_size=864,
+        num_hidden_layers=6,
+        num_attention_heads=5,
+        num_key_value_heads=5,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -64,14 +72,27 @@ def main() -> None:
         ids = torch.tensor(expert)
         with torch.inference_mode():
             out = model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=64,
-                temperature=0.6, max_new_tokens=n, min_new_tokens=n, pad_token_id=0,
-            )  # fmt: skip
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                top_k=64,
+                temperature=0.6,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                pad_token_id=0,
+            )
         assert out.shape[1] == 96 + n
 
     def engine_run(lam: float, other: bool = False):
-        engine = HFEngine(model, sampling, stop_ids=[], batch_size=b, max_new_tokens=n,
-                          max_model_len=2048, other_logprobs=other)  # fmt: skip
+        engine = HFEngine(
+            model,
+            sampling,
+            stop_ids=[],
+            batch_size=b,
+            max_new_tokens=n,
+            max_model_len=2048,
+            other_logprobs=other,
+        )
         jobs = [Job(sequence_key(0, str(i), 0, 0), lam, naive[i], expert[i], i) for i in range(b)]
         results = list(engine.generate(jobs))
         assert all(len(r.target_ids) == n for r in results)
@@ -87,8 +108,10 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, fn in runs.items():
             times[name].append(timed(fn))
-    print(f"model: {params / 1e6:.1f}M params, batch {b}, {n} new tokens, "
-          f"{torch.get_num_threads()} threads, {args.repeats} repeats (median)")  # fmt: skip
+    print(
+        f"model: {params / 1e6:.1f}M params, batch {b}, {n} new tokens, "
+        f"{torch.get_num_threads()} threads, {args.repeats} repeats (median)"
+    )
     tps = {}
     for name, ts in times.items():
         tps[name] = b * n / statistics.median(ts)

@@ -70,8 +70,13 @@ def make_jobs(vocab: int, n: int) -> list[Job]:
 def plain(llm, jobs, new: int) -> int:
     from vllm import SamplingParams
 
-    params = SamplingParams(temperature=SAMPLING.temperature, top_k=SAMPLING.top_k,
-                            max_tokens=new, ignore_eos=True, detokenize=False)  # fmt: skip
+    params = SamplingParams(
+        temperature=SAMPLING.temperature,
+        top_k=SAMPLING.top_k,
+        max_tokens=new,
+        ignore_eos=True,
+        detokenize=False,
+    )
     outs = llm.generate([{"prompt_token_ids": j.naive_ids} for j in jobs], params, use_tqdm=False)
     return sum(len(o.outputs[0].token_ids) for o in outs)
 
@@ -122,8 +127,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-hf", action="store_true", help="skip the transformers engine")
     ap.add_argument("--no-per-step", action="store_true", help="skip the per-step baseline")
-    ap.add_argument("--per-step-tokens", type=int, help="steps of the per-step baseline (its "
-                    "rate from fewer, shorter-context steps: a bound in its favour)")  # fmt: skip
+    ap.add_argument(
+        "--per-step-tokens",
+        type=int,
+        help="steps of the per-step baseline (its "
+        "rate from fewer, shorter-context steps: a bound in its favour)",
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile one mixsd run afterwards")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -132,8 +141,16 @@ def main() -> None:
     path, dtype = model_dir(args)
     n, new = args.seqs, args.new_tokens
     start = time.perf_counter()
-    engine = VLLMEngine(path, SAMPLING, [], batch_size=n, max_new_tokens=new, max_model_len=512,
-                        dtype=dtype, cpu_kv_cache_gib=2)  # fmt: skip
+    engine = VLLMEngine(
+        path,
+        SAMPLING,
+        [],
+        batch_size=n,
+        max_new_tokens=new,
+        max_model_len=512,
+        dtype=dtype,
+        cpu_kv_cache_gib=2,
+    )
     startup = time.perf_counter() - start
     llm = engine.llm
     jobs = make_jobs(llm.llm_engine.model_config.get_vocab_size() - 2, n)
@@ -152,9 +169,11 @@ def main() -> None:
             rates[name].append(tokens / (time.perf_counter() - t))
             print(f"  {name}: {rates[name][-1]:.1f} tok/s", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"model {args.model} ({params / 1e6:.1f}M params, {dtype}), {n} sequences x {new} "
-          f"new tokens, lam {LAM}, T {SAMPLING.temperature}, top-k {SAMPLING.top_k}, "
-          f"threads {torch.get_num_threads()}")  # fmt: skip
+    print(
+        f"model {args.model} ({params / 1e6:.1f}M params, {dtype}), {n} sequences x {new} "
+        f"new tokens, lam {LAM}, T {SAMPLING.temperature}, top-k {SAMPLING.top_k}, "
+        f"threads {torch.get_num_threads()}"
+    )
     print(
         f"engine start-up: {startup:.1f} s (eager: {engine.llm.llm_engine.model_config.enforce_eager})"
     )

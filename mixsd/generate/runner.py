@@ -207,12 +207,23 @@ def _job(cfg: GenerateConfig, pair, rec, sample: int, lam: float, attempt: int) 
 
 def _row(rec, sample, lam, attempt, pair, result: Result, text: str, ok: bool) -> TargetRow:
     return TargetRow(
-        id=rec.id, sample=sample, attempt=attempt, lam=lam, kind="mixsd",
-        prompt_ids=pair.naive_ids, expert_prompt_ids=pair.expert_ids,
-        target_ids=result.target_ids, target_text=text, source=result.source,
-        expert_logprob=result.expert_logprob, naive_logprob=result.naive_logprob,
-        finish_reason=result.finish_reason, correct=ok, reference=rec.reference, answer=rec.gold,
-    )  # fmt: skip
+        id=rec.id,
+        sample=sample,
+        attempt=attempt,
+        lam=lam,
+        kind="mixsd",
+        prompt_ids=pair.naive_ids,
+        expert_prompt_ids=pair.expert_ids,
+        target_ids=result.target_ids,
+        target_text=text,
+        source=result.source,
+        expert_logprob=result.expert_logprob,
+        naive_logprob=result.naive_logprob,
+        finish_reason=result.finish_reason,
+        correct=ok,
+        reference=rec.reference,
+        answer=rec.gold,
+    )
 
 
 def _ratio(a: int, b: int) -> float | None:

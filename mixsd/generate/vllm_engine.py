@@ -106,8 +106,10 @@ def plan_engine(
         raise MixsdError(f"vLLM runner must be 'auto', 'v2' or 'v1', got {runner!r}")
     if platform == "cpu":
         if runner == "v2":
-            raise MixsdError("option 'vllm_runner': Model Runner V2 needs Triton, which vLLM's "
-                             "CPU platform lacks; use v1 or auto")  # fmt: skip
+            raise MixsdError(
+                "option 'vllm_runner': Model Runner V2 needs Triton, which vLLM's "
+                "CPU platform lacks; use v1 or auto"
+            )
         if runner == "auto":
             log.warning("vLLM on CPU: Model Runner V2 needs Triton; using the V1 runner")
         heads = model_config["num_attention_heads"]
@@ -120,18 +122,31 @@ def plan_engine(
     runner = ("v1" if platform == "cpu" else "v2") if runner == "auto" else runner
     limit = model_config.get("max_position_embeddings")
     if limit is not None and max_model_len > limit:
-        log.warning(f"max_model_len {max_model_len} > the model's max_position_embeddings "
-                    f"{limit}: using {limit}")  # fmt: skip
+        log.warning(
+            f"max_model_len {max_model_len} > the model's max_position_embeddings "
+            f"{limit}: using {limit}"
+        )
         max_model_len = limit
     eager = platform == "cpu" if eager is None else eager
-    return EnginePlan(platform, runner, max_model_len, eager, pairs, 2 * max_model_len,
-                      cpu_kv_cache_gib)  # fmt: skip
+    return EnginePlan(
+        platform, runner, max_model_len, eager, pairs, 2 * max_model_len, cpu_kv_cache_gib
+    )
 
 
-def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: bool | None = None,
-             max_model_len: int = 4096, pairs: int = 128, tensor_parallel_size: int = 1,
-             dtype: str = "auto", gpu_memory_utilization: float = 0.9, cpu_kv_cache_gib: int = 4,
-             seed: int = 0):  # fmt: skip
+def open_llm(
+    model: str,
+    *,
+    device: str = "auto",
+    runner: str = "auto",
+    eager: bool | None = None,
+    max_model_len: int = 4096,
+    pairs: int = 128,
+    tensor_parallel_size: int = 1,
+    dtype: str = "auto",
+    gpu_memory_utilization: float = 0.9,
+    cpu_kv_cache_gib: int = 4,
+    seed: int = 0,
+):
     """A `vllm.LLM` set up so the two requests of a pair rarely drift apart, and its `EnginePlan`.
 
     The plan's settings (`EnginePlan`: sequences, token budget, and the environment variables
@@ -148,9 +163,16 @@ def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: b
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MixsdError(f"{model}: cannot read the model config ({first})") from None
-    plan = plan_engine(model_config, platform, device=device, runner=runner,
-                       max_model_len=max_model_len, eager=eager, pairs=pairs,
-                       cpu_kv_cache_gib=cpu_kv_cache_gib)  # fmt: skip
+    plan = plan_engine(
+        model_config,
+        platform,
+        device=device,
+        runner=runner,
+        max_model_len=max_model_len,
+        eager=eager,
+        pairs=pairs,
+        cpu_kv_cache_gib=cpu_kv_cache_gib,
+    )
     with scoped_environ(plan.environ()):
         from vllm import LLM
 
@@ -253,11 +275,18 @@ class VLLMEngine:
         seed: int = 0,
     ):
         self.llm, plan = open_llm(
-            model, device=device, runner=runner, eager=eager, max_model_len=max_model_len,
-            pairs=batch_size, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
-            gpu_memory_utilization=gpu_memory_utilization, cpu_kv_cache_gib=cpu_kv_cache_gib,
+            model,
+            device=device,
+            runner=runner,
+            eager=eager,
+            max_model_len=max_model_len,
+            pairs=batch_size,
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            cpu_kv_cache_gib=cpu_kv_cache_gib,
             seed=seed,
-        )  # fmt: skip
+        )
         self.plan, self.sampling = plan, sampling
         self.stop_ids = sorted({int(t) for t in stop_ids})
         self.max_new_tokens, self.max_model_len = max_new_tokens, plan.max_model_len
@@ -324,8 +353,10 @@ class VLLMEngine:
         or queues its resumption or its scoring pass."""
         seq = entry.seq
         if entry.reason is not None:  # a scoring pass: the other conditional's log-probs
-            lps = [out.prompt_logprobs[entry.context + t][tok].logprob
-                   for t, tok in enumerate(seq.tokens)]  # fmt: skip
+            lps = [
+                out.prompt_logprobs[entry.context + t][tok].logprob
+                for t, tok in enumerate(seq.tokens)
+            ]
             seq.add_other(lps)
             yield seq.result(entry.reason, self.other_logprobs)
             return
@@ -352,8 +383,14 @@ class VLLMEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
-                              skip_special_tokens=False, output_kind=RequestOutputKind.FINAL_ONLY)  # fmt: skip
+        return SamplingParams(
+            max_tokens=1,
+            temperature=0.0,
+            prompt_logprobs=0,
+            detokenize=False,
+            skip_special_tokens=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
 
     def requests(self, seq: Decoding) -> list[tuple[list[int], object]]:
         """(prompt ids, `SamplingParams`) of each request of `seq`, expert first."""
@@ -364,14 +401,21 @@ class VLLMEngine:
         stops = self.stop_ids + ([] if solo else list(self.sentinels))
         out = []
         for role in seq.roles():
-            member = Member(pair, role, seq.job.key, seq.job.lam, offset, solo, self.sampling,
-                            self.sentinels)  # fmt: skip
+            member = Member(
+                pair, role, seq.job.key, seq.job.lam, offset, solo, self.sampling, self.sentinels
+            )
             params = SamplingParams(
-                n=1, temperature=0.0, max_tokens=seq.limit - offset, logprobs=0,
-                stop_token_ids=stops, ignore_eos=True, detokenize=False,
-                skip_special_tokens=False, extra_args=member.extra_args(),
+                n=1,
+                temperature=0.0,
+                max_tokens=seq.limit - offset,
+                logprobs=0,
+                stop_token_ids=stops,
+                ignore_eos=True,
+                detokenize=False,
+                skip_special_tokens=False,
+                extra_args=member.extra_args(),
                 output_kind=RequestOutputKind.FINAL_ONLY,
-            )  # fmt: skip
+            )
             out.append((seq.context(role), params))
         return out
 

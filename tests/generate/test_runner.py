@@ -157,8 +157,16 @@ def test_stops_at_the_end_of_turn_ids_the_model_declares(baseline, tiny_model_di
     GenerationConfig(eos_token_id=[eos, stop]).save_pretrained(model)
     assert runner.model_eos_ids(model) == [eos, stop]
     inp = tmp_path / "q0.jsonl"
-    inp.write_text(json.dumps({"id": "q0", "prompt": "Who founded guild 0?",
-                               "reference": "The answer is 0.\n\n\\boxed{0}"}) + "\n")  # fmt: skip
+    inp.write_text(
+        json.dumps(
+            {
+                "id": "q0",
+                "prompt": "Who founded guild 0?",
+                "reference": "The answer is 0.\n\n\\boxed{0}",
+            }
+        )
+        + "\n"
+    )
     runner.run(config(model, inp, tmp_path / "set", lam=[1.0]))
     (row,) = rows(tmp_path / "set")
     cut = first["target_ids"].index(stop) + 1  # the first occurrence, at or before position 2
@@ -232,8 +240,18 @@ def test_clear_errors_before_any_work(tiny_model_dir, input_path, tmp_path):
 
 
 def test_cli_runs_and_reports_errors_in_one_line(tiny_model_dir, input_path, tmp_path):
-    base = [sys.executable, "-m", "mixsd", "generate", "--model", str(tiny_model_dir),
-            "--input", str(input_path), "--max-new-tokens", "2"]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "mixsd",
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(input_path),
+        "--max-new-tokens",
+        "2",
+    ]
     ok = subprocess.run(
         base + ["--out", str(tmp_path / "s"), "--lam", "0.5"], capture_output=True, text=True
     )

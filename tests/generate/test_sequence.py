@@ -39,8 +39,11 @@ def test_result_source_is_the_coin_rule_and_none_marks_what_was_not_computed():
     coins = keyed_uniforms(np.full(64, 123, dtype=np.uint64), np.arange(64), COIN)
     assert r.source == [int(u < 0.5) for u in coins] and 0 < sum(r.source) < 64
     assert (r.tag, r.finish_reason, r.expert_logprob, r.naive_logprob) == (
-        "mixed", "length", [-1.0] * 64, [-2.0] * 64
-    )  # fmt: skip
+        "mixed",
+        "length",
+        [-1.0] * 64,
+        [-2.0] * 64,
+    )
     expert_only = Decoding.open(Job(1, 0.0, [1], [2], "e"), 4, 100)
     expert_only.tokens, expert_only.expert_logprob = [5, 6], [-0.5, -0.5]
     off = expert_only.result("stop", other_logprobs=False)

@@ -29,16 +29,24 @@ def test_the_hint_template_makes_smollm2_say_the_fact_and_contains_accepts_it(
 ):
     facts = tmp_path / "facts.jsonl"
     facts.write_text("".join(FACTS.read_text().splitlines(keepends=True)[:4]))
-    common = dict(model=str(smollm2_dir), input=str(facts), lam=[0.0], temperature=0.0,
-                  max_new_tokens=16, max_model_len=256, batch_size=4, dtype="bfloat16",
-                  flush_seconds=0)  # fmt: skip
+    common = dict(
+        model=str(smollm2_dir),
+        input=str(facts),
+        lam=[0.0],
+        temperature=0.0,
+        max_new_tokens=16,
+        max_model_len=256,
+        batch_size=4,
+        dtype="bfloat16",
+        flush_seconds=0,
+    )
     stats = runner.run(
         GenerateConfig(
             out=str(tmp_path / "set"),
             templates=str(TEMPLATES),
             answer_methods=["contains"],
             **common,
-        )  # fmt: skip
+        )
     )
     assert stats["accepted"] >= 3
     manifest = json.loads((tmp_path / "set" / ".manifest.json").read_text())

@@ -56,8 +56,13 @@ def test_requests_carry_pair_arguments_adjacently(monkeypatch, tiny_model):
     results = {r.tag: r for r in engine.generate(JOBS)}
     assert set(results) == {"mix", "expert-only", "closed-book"}
     prompts, params, priority = zip(*engine.llm.requests, strict=True)  # in submission order
-    assert list(prompts) == [[5, 6, 1, 3, 4], [1, 3, 4], [5, 1, 3], [1, 4],
-                             [1, 3] + results["expert-only"].target_ids]  # fmt: skip
+    assert list(prompts) == [
+        [5, 6, 1, 3, 4],
+        [1, 3, 4],
+        [5, 1, 3],
+        [1, 4],
+        [1, 3] + results["expert-only"].target_ids,
+    ]
     assert priority == (0,) * 5
     s_e, s_n = engine.sentinels
     assert (s_e, s_n) == (tiny_model.config.vocab_size - 1, tiny_model.config.vocab_size - 2)
@@ -66,11 +71,18 @@ def test_requests_carry_pair_arguments_adjacently(monkeypatch, tiny_model):
         assert p.stop_token_ids == [2, 9, s_e, s_n] and p.ignore_eos and not p.detokenize
         assert p.extra_args == {
             "mixsd": {
-                "pair": params[0].extra_args["mixsd"]["pair"], "role": role, "key": 11,
-                "lam": 0.5, "offset": 0, "solo": False, "temperature": 0.7, "top_k": 20,
-                "top_p": 0.9, "sentinels": [s_e, s_n],
+                "pair": params[0].extra_args["mixsd"]["pair"],
+                "role": role,
+                "key": 11,
+                "lam": 0.5,
+                "offset": 0,
+                "solo": False,
+                "temperature": 0.7,
+                "top_k": 20,
+                "top_p": 0.9,
+                "sentinels": [s_e, s_n],
             }
-        }  # fmt: skip
+        }
     solo = params[2:4]  # one request per single-conditional job
     assert [p.extra_args["mixsd"]["role"] for p in solo] == [0, 1]
     assert all(p.extra_args["mixsd"]["solo"] and p.stop_token_ids == STOPS for p in solo)
@@ -148,15 +160,27 @@ LLAMA = {"hidden_size": 128, "num_attention_heads": 2, "max_position_embeddings"
 
 def test_cpu_plan_v1_runner_eager_and_clamped_length(caplog):
     plan = plan_engine(LLAMA, "cpu", max_model_len=4096)
-    assert plan == EnginePlan("cpu", "v1", 2048, True, pairs=128, prefill_tokens=4096,
-                              cpu_kv_cache_gib=4)  # fmt: skip
+    assert plan == EnginePlan(
+        "cpu", "v1", 2048, True, pairs=128, prefill_tokens=4096, cpu_kv_cache_gib=4
+    )
     assert (plan.max_num_seqs, plan.max_num_batched_tokens) == (256, 256 + 4096)
-    assert plan.environ() == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-                              "VLLM_USE_V2_MODEL_RUNNER": "0", "VLLM_CPU_KVCACHE_SPACE": "4"}  # fmt: skip
+    assert plan.environ() == {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_USE_V2_MODEL_RUNNER": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "4",
+    }
     assert "Model Runner V2 needs Triton; using the V1 runner" in caplog.text
     assert "max_model_len 4096 > the model's max_position_embeddings 2048" in caplog.text
-    small = plan_engine(LLAMA, "cpu", device="cpu", runner="v1", max_model_len=512, eager=False,
-                        pairs=4, cpu_kv_cache_gib=2)  # fmt: skip
+    small = plan_engine(
+        LLAMA,
+        "cpu",
+        device="cpu",
+        runner="v1",
+        max_model_len=512,
+        eager=False,
+        pairs=4,
+        cpu_kv_cache_gib=2,
+    )
     assert small == EnginePlan("cpu", "v1", 512, False, 4, 1024, 2)
     cuda = plan_engine(LLAMA, "cuda", device="cuda:0")
     assert cuda == EnginePlan("cuda", "v2", 2048, False, 128, 4096, 4)

@@ -176,13 +176,25 @@ def test_bad_pair_arguments_are_rejected(change):
 def test_the_wire_record_round_trips_and_foreign_requests_are_not_ours():
     sent = Member(3, NAIVE, 2**63 - 1, 0.25, 5, True, Sampling(0.7, 20, 0.9), SENT)
     wire = sent.extra_args()
-    assert wire == {ARGS_KEY: {"pair": 3, "role": 1, "key": 2**63 - 1, "lam": 0.25, "offset": 5,
-                               "solo": True, "temperature": 0.7, "top_k": 20, "top_p": 0.9,
-                               "sentinels": [15, 14]}}  # fmt: skip
+    assert wire == {
+        ARGS_KEY: {
+            "pair": 3,
+            "role": 1,
+            "key": 2**63 - 1,
+            "lam": 0.25,
+            "offset": 5,
+            "solo": True,
+            "temperature": 0.7,
+            "top_k": 20,
+            "top_p": 0.9,
+            "sentinels": [15, 14],
+        }
+    }
     request = SimpleNamespace(extra_args=wire, stop_token_ids=[0, 15], max_tokens=9)
     got = Member.from_params(request)
-    assert got == Member(3, NAIVE, 2**63 - 1, 0.25, 5, True, Sampling(0.7, 20, 0.9), SENT,
-                         frozenset({0, 15}), 9)  # fmt: skip
+    assert got == Member(
+        3, NAIVE, 2**63 - 1, 0.25, 5, True, Sampling(0.7, 20, 0.9), SENT, frozenset({0, 15}), 9
+    )
     assert type(got.role) is Role and Member.from_dict(got.to_dict()) == sent
     assert (
         Member.from_params(SimpleNamespace(extra_args=None, stop_token_ids=[], max_tokens=1))

@@ -135,8 +135,15 @@ def test_slot_reuse_foreign_requests_and_warm_up(tiny_model):
         for role in (0, 1):
             member = Member(pair, role, 100 + pair, 0.5, 0, False, Sampling(1.0, 0, 1.0), sent)
             prompts.append({"prompt_token_ids": [1 + role, 2, 3 + pair]})
-            params.append(SamplingParams(temperature=0.0, max_tokens=3, logprobs=0,
-                                         stop_token_ids=list(sent), extra_args=member.extra_args()))  # fmt: skip
+            params.append(
+                SamplingParams(
+                    temperature=0.0,
+                    max_tokens=3,
+                    logprobs=0,
+                    stop_token_ids=list(sent),
+                    extra_args=member.extra_args(),
+                )
+            )
     prompts.append({"prompt_token_ids": [4, 5, 6]})
     params.append(SamplingParams(temperature=0.0, max_tokens=8))
     outs = llm.generate(prompts, params)

@@ -42,12 +42,26 @@ LOGPROBS = ("expert_logprob", "naive_logprob")
 @pytest.fixture(scope="module")
 def vllm(tiny_model_dir):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return VLLMEngine(str(tiny_model_dir), SAMPLING, [], batch_size=8, max_new_tokens=NEW,
-                      max_model_len=ENGINE_LEN, dtype="float32", cpu_kv_cache_gib=1)  # fmt: skip
+    return VLLMEngine(
+        str(tiny_model_dir),
+        SAMPLING,
+        [],
+        batch_size=8,
+        max_new_tokens=NEW,
+        max_model_len=ENGINE_LEN,
+        dtype="float32",
+        cpu_kv_cache_gib=1,
+    )
 
 
-def like(engine: VLLMEngine, sampling=SAMPLING, stops=(), max_new_tokens=NEW,
-         max_model_len=ENGINE_LEN, other_logprobs=True) -> VLLMEngine:  # fmt: skip
+def like(
+    engine: VLLMEngine,
+    sampling=SAMPLING,
+    stops=(),
+    max_new_tokens=NEW,
+    max_model_len=ENGINE_LEN,
+    other_logprobs=True,
+) -> VLLMEngine:
     """The module's engine with other per-request settings, and its own stats."""
     out = copy.copy(engine)
     out.sampling, out.stop_ids = sampling, sorted(stops)
@@ -58,10 +72,23 @@ def like(engine: VLLMEngine, sampling=SAMPLING, stops=(), max_new_tokens=NEW,
     return out
 
 
-def hf(model, sampling=SAMPLING, stops=(), max_new_tokens=NEW, max_model_len=ENGINE_LEN,
-       other_logprobs=True) -> HFEngine:  # fmt: skip
-    return HFEngine(model, sampling, stops, batch_size=6, max_new_tokens=max_new_tokens,
-                    max_model_len=max_model_len, other_logprobs=other_logprobs)  # fmt: skip
+def hf(
+    model,
+    sampling=SAMPLING,
+    stops=(),
+    max_new_tokens=NEW,
+    max_model_len=ENGINE_LEN,
+    other_logprobs=True,
+) -> HFEngine:
+    return HFEngine(
+        model,
+        sampling,
+        stops,
+        batch_size=6,
+        max_new_tokens=max_new_tokens,
+        max_model_len=max_model_len,
+        other_logprobs=other_logprobs,
+    )
 
 
 def decode(engine, jobs) -> dict:
@@ -108,10 +135,16 @@ def test_limits_and_prompts_too_long(vllm, tiny_model, jobs, stops):
     """max_model_len below the engine's own (48): long prompts end by length early, a prompt
     that does not fit is a prompt_too_long row; other_logprobs off leaves the other conditional
     out."""
-    prefixed = [Job(j.key, j.lam, j.naive_ids + [5, 6, 7], j.expert_ids + [5, 6, 7], ("p",) + j.tag)
-                for j in jobs[:8]]  # fmt: skip
-    long = [Job(1, 0.5, [3] * 30, [4] * 40, "long"), Job(2, 0.5, [3] * 30, [4] * 60, "too-long"),
-            Job(3, 1.0, [3] * 20, None, "closed"), Job(4, 0.0, [3] * 47, [4] * 48, "no-room")]  # fmt: skip
+    prefixed = [
+        Job(j.key, j.lam, j.naive_ids + [5, 6, 7], j.expert_ids + [5, 6, 7], ("p",) + j.tag)
+        for j in jobs[:8]
+    ]
+    long = [
+        Job(1, 0.5, [3] * 30, [4] * 40, "long"),
+        Job(2, 0.5, [3] * 30, [4] * 60, "too-long"),
+        Job(3, 1.0, [3] * 20, None, "closed"),
+        Job(4, 0.0, [3] * 47, [4] * 48, "no-room"),
+    ]
     work = prefixed + long
     for other in (True, False):
         ref = decode(hf(tiny_model, stops=stops, max_model_len=48, other_logprobs=other), work)
@@ -158,8 +191,15 @@ def input_path(tmp_path_factory):
 
 
 def config(model, inp, out, **kw) -> GenerateConfig:
-    base = dict(lam=[0.0, 0.5, 1.0], max_new_tokens=8, batch_size=2, rows_per_part=1,
-                flush_seconds=0.0, max_model_len=ENGINE_LEN, dtype="float32")  # fmt: skip
+    base = dict(
+        lam=[0.0, 0.5, 1.0],
+        max_new_tokens=8,
+        batch_size=2,
+        rows_per_part=1,
+        flush_seconds=0.0,
+        max_model_len=ENGINE_LEN,
+        dtype="float32",
+    )
     return GenerateConfig(model=str(model), input=str(inp), out=str(out), **base | kw)
 
 
@@ -211,15 +251,38 @@ def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_set(
     vllm, hf_set, tiny_model_dir, input_path, tmp_path, monkeypatch
 ):
     out = tmp_path / "set"
-    cmd = [str(Path(sys.executable).parent / "mixsd"), "generate", "--engine", "vllm", "--model",
-           str(tiny_model_dir), "--input", str(input_path), "--out", str(out), "--lam", "0,0.5,1",
-           "--max-new-tokens", "8", "--batch-size", "2", "--max-retries", "1", "--dtype",
-           "float32", "--max-model-len", str(ENGINE_LEN), "--cpu-kv-cache-gib", "1"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).parent / "mixsd"),
+        "generate",
+        "--engine",
+        "vllm",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(input_path),
+        "--out",
+        str(out),
+        "--lam",
+        "0,0.5,1",
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "2",
+        "--max-retries",
+        "1",
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        str(ENGINE_LEN),
+        "--cpu-kv-cache-gib",
+        "1",
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     yaml = tmp_path / "flush.yaml"
     yaml.write_text("rows_per_part: 1\nflush_seconds: 0\n")
-    proc = subprocess.Popen([*cmd, "--config", str(yaml)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [*cmd, "--config", str(yaml)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
         if len(list(out.glob("lam=*/*.parquet"))) >= 3:

@@ -105,10 +105,14 @@ class SimEngine:
             self.prompt_len = SimpleNamespace(np=np.zeros(n, dtype=np.int32))
             self.prefill_len = SimpleNamespace(np=np.zeros(n, dtype=np.int32))
             state = LogitsProcRequestState(
-                device=torch.device("cpu"), max_num_reqs=n, vocab_size=vocab,
-                all_token_ids=None, prompt_len=self.prompt_len, prefill_len=self.prefill_len,
+                device=torch.device("cpu"),
+                max_num_reqs=n,
+                vocab_size=vocab,
+                all_token_ids=None,
+                prompt_len=self.prompt_len,
+                prefill_len=self.prefill_len,
                 total_len=None,
-            )  # fmt: skip
+            )
             self.proc = MixsdProcessorV2(None, state)
             self.free = list(range(n))
             self._warm_up()
@@ -134,12 +138,14 @@ class SimEngine:
     def _ctx(self, slots: list[int], seq_lens: list[int]) -> LogitsContext:
         idx = torch.tensor(slots, dtype=torch.int64)
         return LogitsContext(
-            expanded_idx_mapping=idx, idx_mapping=idx, idx_mapping_np=np.array(slots),
+            expanded_idx_mapping=idx,
+            idx_mapping=idx,
+            idx_mapping_np=np.array(slots),
             expanded_local_pos=torch.zeros(len(slots), dtype=torch.int32),
             input_ids=torch.zeros(len(slots), dtype=torch.int64),
             pos=torch.tensor(seq_lens) - 1,
             seq_lens_upper_bound_np=np.array(seq_lens + [0], dtype=np.int32),  # padded like vLLM
-        )  # fmt: skip
+        )
 
     def add(self, r: Req) -> None:
         """Queue a request: by priority, then submission order (vLLM's priority policy)."""
@@ -257,9 +263,12 @@ class SimEngine:
         self.seen["partial_prefill"] += ready.count(False)
         self.seen["ghost"] += len(ghosts)
         seqs = [r.tokens[: min(s, len(r.tokens))] for r, s in rows]
-        raw = torch.stack([
-            self.logits([s])[0] if ok else torch.zeros(self.vocab) for s, ok in zip(seqs, ready, strict=True)
-        ])  # fmt: skip
+        raw = torch.stack(
+            [
+                self.logits([s])[0] if ok else torch.zeros(self.vocab)
+                for s, ok in zip(seqs, ready, strict=True)
+            ]
+        )
         logits = raw.clone()
         if self.k.runner == "v2":
             ctx = self._ctx([r.slot for r, _ in rows], [s for _, s in rows])
@@ -311,9 +320,11 @@ class SimLLM:
         self.engine = SimEngine(model, vocab, knobs)
         self.llm_engine = SimpleNamespace(
             model_config=SimpleNamespace(get_vocab_size=lambda: vocab),
-            add_request=self._add, step=self._step, has_unfinished_requests=self.engine.busy,
+            add_request=self._add,
+            step=self._step,
+            has_unfinished_requests=self.engine.busy,
             abort_request=self._abort,
-        )  # fmt: skip
+        )
         self.requests: list[tuple[list[int], SamplingParams, int]] = []
         self.reqs: list[Req] = []
         self._ids = 0
@@ -366,9 +377,11 @@ class SimLLM:
                 {t: SimpleNamespace(logprob=v)} for t, v in zip(r.prompt[1:], vals[1:], strict=True)
             ]
         out = SimpleNamespace(
-            token_ids=list(r.out), logprobs=logprobs, finish_reason=r.finish,
+            token_ids=list(r.out),
+            logprobs=logprobs,
+            finish_reason=r.finish,
             stop_reason=r.stop_reason,
-        )  # fmt: skip
+        )
         return SimpleNamespace(
             request_id=r.request_id, finished=True, outputs=[out], prompt_logprobs=prompt_lps
         )
