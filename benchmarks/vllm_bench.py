@@ -97,8 +97,8 @@ def per_step(llm, jobs, new: int) -> int:
     for t in range(new):
         naive = naive_picked(keyed_uniforms(keys, t, COIN), LAM)
         prompts = [
-            {"prompt_token_ids": (j.naive_ids if nv else j.expert_ids) + y}
-            for j, nv, y in zip(jobs, naive, ys, strict=True)
+            {"prompt_token_ids": (j.naive_ids if naive_row else j.expert_ids) + y}
+            for j, naive_row, y in zip(jobs, naive, ys, strict=True)
         ]
         for out, y in zip(llm.generate(prompts, params, use_tqdm=False), ys, strict=True):
             top = out.outputs[0].logprobs[0]
