@@ -247,11 +247,11 @@ class _Request:
 class VLLMEngine:
     """Decode `Job`s with vLLM; same contract and results as `HFEngine` (see its docstring).
 
-    model: a local model directory; batch_size: pairs in flight (2x requests); device, runner,
-    eager, max_model_len: see `plan_engine` (max_model_len is clamped to the model's limit);
-    cpu_kv_cache_gib: KV cache on the CPU platform; max_stalls: divergences at the same position
-    before giving up. `stats`: divergences (pairs the processor stopped), resubmissions and
-    engine steps.
+    model: a local model directory; batch_size: pairs in flight (2x requests); max_model_len is
+    clamped to the model's limit (`plan_engine`); max_stalls: divergences at the same position
+    before giving up; options: the rest of `open_llm`'s (device, runner, eager, dtype,
+    tensor_parallel_size, gpu_memory_utilization, cpu_kv_cache_gib, seed). `stats`: divergences
+    (pairs the processor stopped), resubmissions and engine steps.
     """
 
     def __init__(
@@ -264,29 +264,10 @@ class VLLMEngine:
         max_model_len: int = 4096,
         other_logprobs: bool = True,
         *,
-        device: str = "auto",
-        tensor_parallel_size: int = 1,
-        dtype: str = "auto",
-        gpu_memory_utilization: float = 0.9,
-        cpu_kv_cache_gib: int = 4,
-        runner: str = "auto",
-        eager: bool | None = None,
         max_stalls: int = 32,
-        seed: int = 0,
+        **options,
     ):
-        self.llm, plan = open_llm(
-            model,
-            device=device,
-            runner=runner,
-            eager=eager,
-            max_model_len=max_model_len,
-            pairs=batch_size,
-            tensor_parallel_size=tensor_parallel_size,
-            dtype=dtype,
-            gpu_memory_utilization=gpu_memory_utilization,
-            cpu_kv_cache_gib=cpu_kv_cache_gib,
-            seed=seed,
-        )
+        self.llm, plan = open_llm(model, max_model_len=max_model_len, pairs=batch_size, **options)
         self.plan, self.sampling = plan, sampling
         self.stop_ids = sorted({int(t) for t in stop_ids})
         self.max_new_tokens, self.max_model_len = max_new_tokens, plan.max_model_len
