@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mixsd.answers import METHODS
+from mixsd.answers import check_methods
+from mixsd.modeling import DTYPES
 
 
 @dataclass
@@ -50,14 +51,8 @@ class EvaluateConfig:
             raise ValueError(
                 f"peak_tolerance must be in [0, 100] points, got {self.peak_tolerance}"
             )
-        # "boxed,contains" from a flag is a list of two
-        self.answer_methods = [m for ms in self.answer_methods for m in ms.split(",") if m]
-        bad = [m for m in self.answer_methods if m not in METHODS]
-        if bad or not self.answer_methods:
-            raise ValueError(f"answer_methods: expected some of {', '.join(METHODS)}, got {bad}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(
-                f"dtype: expected auto, float32, bfloat16 or float16, got {self.dtype!r}"
-            )
+        self.answer_methods = check_methods(self.answer_methods)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.input is None and not self.suites and not self.targets:
             raise ValueError("nothing to evaluate: give an input set, suites or target sets")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mixsd.evaluate.plots import plot_nll_cdfs, plot_tradeoff
+from mixsd.io import write_atomic
 
 FISHER_NOTE = (
     "Diagonal empirical Fisher of the base, per example: F_i = mean_n (d/dθ_i log p(y_n|x_n))^2 "
@@ -36,8 +37,8 @@ def write_report(out: str | Path, metrics: dict, nll: dict[str, np.ndarray]) -> 
         base_train = metrics["base"]["memorization"].get("train")
         plots["tradeoff"] = plot_tradeoff(points, out / "tradeoff.png", base_train).name
     metrics = {**metrics, "plots": plots}
-    _write_text(out / "report.md", render_markdown(metrics))
-    _write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "report.md", render_markdown(metrics))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return out
 
 
@@ -127,9 +128,3 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out + [""]
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mixsd.answers import METHODS
+from mixsd.answers import check_methods
+from mixsd.modeling import DTYPES
 
 ENGINES = ("hf", "vllm")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 VLLM_RUNNERS = ("auto", "v2", "v1")
 
 
@@ -65,11 +65,7 @@ class GenerateConfig:
             raise ValueError(f"option 'flush_seconds': must be >= 0, got {self.flush_seconds}")
         if self.max_retries < 0:
             raise ValueError(f"option 'max_retries': must be >= 0, got {self.max_retries}")
-        # "boxed,contains" from a flag is a list of two
-        self.answer_methods = [m for ms in self.answer_methods for m in ms.split(",") if m]
-        bad = [m for m in self.answer_methods if m not in METHODS]
-        if bad or not self.answer_methods:
-            raise ValueError(f"option 'answer_methods': expected some of {', '.join(METHODS)}")
+        self.answer_methods = check_methods(self.answer_methods)
         if self.engine not in ENGINES:
             raise ValueError(f"option 'engine': expected one of {', '.join(ENGINES)}")
         if self.dtype not in DTYPES:
@@ -84,20 +80,6 @@ class GenerateConfig:
 
         self.shard = parse_shard(self.shard)  # canonical "i-of-N"
         self.sampling()  # Sampling's own checks: temperature, top_k, top_p
-
-    def torch_dtype(self) -> str:
-        """The hf engine's dtype: "auto" is bfloat16 on CUDA, float32 on CPU."""
-        if self.dtype != "auto":
-            return self.dtype
-        return "bfloat16" if self.torch_device().startswith("cuda") else "float32"
-
-    def torch_device(self) -> str:
-        """The hf engine's device: "auto" is cuda when a GPU is visible, else cpu."""
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def sampling(self):
         """The token-choice settings as the mixing core's `Sampling`."""

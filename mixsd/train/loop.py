@@ -21,6 +21,7 @@ import yaml
 
 from mixsd.config import to_dict
 from mixsd.errors import MixsdError
+from mixsd.io import write_atomic
 from mixsd.train import checkpoint, schedule
 from mixsd.train.config import RESUMABLE_CHANGES, TrainConfig
 from mixsd.train.data import load_examples
@@ -194,9 +195,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     if rank == 0:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         # Atomic: a resume parses it (`_check_resume`), a kill must not leave half of it.
-        checkpoint.write_atomic(
-            run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False)
-        )
+        write_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     start = checkpoint.load(run_dir, backend, rank)
     if rank == 0:
         checkpoint.trim_metrics(metrics_path, start)

@@ -138,21 +138,13 @@ class OPSD:
         """Token ids of one sampled continuation per (prompt, rollout index), in order: the
         student `module`'s naive conditional at `rollout_temperature`, full vocabulary."""
         from mixsd.generate.core import Sampling, sequence_key
-        from mixsd.generate.hf_engine import HFEngine
         from mixsd.generate.jobs import Job
-        from mixsd.generate.runner import declared_eos, stop_ids
+        from mixsd.modeling import naive_engine
 
-        cfg, tok = self.cfg, self.tokenizer
-        engine = HFEngine(
-            module,
-            Sampling(temperature=cfg.rollout_temperature, top_k=0, top_p=1.0),
-            stop_ids=stop_ids(tok, (), declared_eos(module.generation_config)),
-            batch_size=max(1, len(items)),
-            max_new_tokens=cfg.rollout_max_new_tokens,
-            max_model_len=self.max_len,
-            other_logprobs=False,
-            pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-        )
+        cfg = self.cfg
+        sampling = Sampling(temperature=cfg.rollout_temperature, top_k=0, top_p=1.0)
+        engine = naive_engine(module, self.tokenizer, sampling, max(1, len(items)),
+                              cfg.rollout_max_new_tokens, self.max_len)  # fmt: skip
         jobs = [
             Job(sequence_key(cfg.seed, p.id, r, epoch), 1.0, p.naive_ids, None, tag=j)
             for j, (p, r) in enumerate(items)
