@@ -139,8 +139,8 @@ def _precheck(cfg) -> None:
         from mixsd.data.io import load_records
         from mixsd.data.templates import load_templates
 
-        load_records(cfg.input)
-        load_templates(cfg.templates)
+        load_records(cfg.opsd.input)
+        load_templates(cfg.opsd.templates)
     for spec in cfg.targets:
         check_set(*parse_target_spec(spec), tokenizer_fingerprint(tokenizer))
     cfg.micro_and_accumulation(cfg.nproc)
