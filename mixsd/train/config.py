@@ -40,9 +40,7 @@ class OPSDConfig:
     divergence: str = option(
         "reverse_kl", "opsd: reverse_kl | forward_kl | jsd, per rollout token."
     )
-    jsd_beta: float = option(
-        0.5, "opsd: beta of jsd, beta KL(teacher||m) + (1-beta) KL(student||m)."
-    )
+    jsd_beta: float = option(0.5, "opsd: beta of jsd.")
     teacher_top_k: int = option(64, "opsd: divergence over the teacher's top-k (0: full vocab).")
     rollouts: int = option(1, "opsd: rollouts per prompt.")
     rollout_max_new_tokens: int = option(512, "opsd: rollout length cap.")
