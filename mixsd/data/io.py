@@ -110,8 +110,10 @@ def check(path: str | Path) -> tuple[list[Record], list[Problem], list[str]]:
     if repeats:
         n, dup = sum(repeats.values()) + len(repeats), sum(repeats.values())
         again = f"; {dup} repeat{'s' * (dup != 1)} of a content get -1, -2, ..." if dup else ""
-        notes.append(f"{name}: {n} record{'s' * (n != 1)} without an id: derived from the "
-                     f"content (h + 16 hex digits{again})")  # fmt: skip
+        notes.append(
+            f"{name}: {n} record{'s' * (n != 1)} without an id: derived from the "
+            f"content (h + 16 hex digits{again})"
+        )
     if ignored:
         fields = ", ".join(f"{f} ({c} record{'s' * (c != 1)})" for f, c in sorted(ignored.items()))
         notes.append(f"{name}: ignored fields that mean nothing to mixsd: {fields}")

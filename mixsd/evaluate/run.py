@@ -82,8 +82,9 @@ class _Answerer:
     def __call__(self, label: str, path: str) -> dict:
         """`{"memorization": {split: accuracy}, "suites": {suite: accuracy}}` of the model."""
         cfg = self.cfg
-        texts = greedy_answers(path, self.prompts, cfg.max_new_tokens, cfg.batch_size,
-                               self.device, self.dtype)  # fmt: skip
+        texts = greedy_answers(
+            path, self.prompts, cfg.max_new_tokens, cfg.batch_size, self.device, self.dtype
+        )
         result: dict = {"memorization": {}, "suites": {}}
         at = 0
         for g in self.groups:
@@ -92,10 +93,16 @@ class _Answerer:
             flags = score(mine, golds, tuple(cfg.answer_methods), g.multiple_choice)
             result[g.kind][g.name] = accuracy(flags)
             self.predictions.extend(
-                {"model": label, "group": g.name, "id": r.id, "gold": r.gold, "output": t,
-                 "correct": f}
+                {
+                    "model": label,
+                    "group": g.name,
+                    "id": r.id,
+                    "gold": r.gold,
+                    "output": t,
+                    "correct": f,
+                }
                 for r, t, f in zip(g.records, mine, flags, strict=True)
-            )  # fmt: skip
+            )
         return result
 
 

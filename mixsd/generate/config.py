@@ -74,8 +74,15 @@ class GenerateConfig:
                 raise ValueError(f"option 'lam': {lam} is outside [0, 1]")
         if len(set(self.lam)) != len(self.lam):
             raise ValueError(f"option 'lam': repeated value in {self.lam}")
-        positive = ("samples", "max_new_tokens", "max_model_len", "batch_size", "rows_per_part",
-                    "tensor_parallel_size", "cpu_kv_cache_gib")  # fmt: skip
+        positive = (
+            "samples",
+            "max_new_tokens",
+            "max_model_len",
+            "batch_size",
+            "rows_per_part",
+            "tensor_parallel_size",
+            "cpu_kv_cache_gib",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"option '{name}': must be >= 1, got {getattr(self, name)}")

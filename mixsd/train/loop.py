@@ -158,8 +158,9 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             bar.postfix(loss=f"{record['loss']:.4f}")
             bar.update(1, tokens=record["tokens"])
         done = step + 1
-        trainer.after_step(done, epoch, epoch_end=done % per_epoch == 0 or done == total,
-                           last=done == end)  # fmt: skip
+        trainer.after_step(
+            done, epoch, epoch_end=done % per_epoch == 0 or done == total, last=done == end
+        )
     bar.close()
     model_dir = run_dir / "model"
     if end == total and not model_dir.is_dir():
@@ -171,8 +172,17 @@ class _Trainer:
     """One run's loop state: the steps of `objective` on `backend`, and what happens around them
     (the run dir's config and metrics, checkpoints, exports, recall)."""
 
-    def __init__(self, cfg: TrainConfig, objective: Objective, backend, tokenizer, rank: int,
-                 world: int, micro: int, accumulation: int):  # fmt: skip
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        objective: Objective,
+        backend,
+        tokenizer,
+        rank: int,
+        world: int,
+        micro: int,
+        accumulation: int,
+    ):
         self.cfg, self.objective, self.backend, self.tokenizer = cfg, objective, backend, tokenizer
         self.rank, self.world, self.micro, self.accumulation = rank, world, micro, accumulation
         self.run_dir = Path(cfg.out)
@@ -263,7 +273,13 @@ def _recall(backend, tokenizer, examples, cfg: TrainConfig, rank: int) -> float 
     from mixsd.train.recall import greedy_recall
 
     backend.module.eval()
-    value = greedy_recall(backend.module, tokenizer, examples, cfg.recall_limit,
-                          cfg.recall_max_new_tokens, tuple(cfg.answer_methods))  # fmt: skip
+    value = greedy_recall(
+        backend.module,
+        tokenizer,
+        examples,
+        cfg.recall_limit,
+        cfg.recall_max_new_tokens,
+        tuple(cfg.answer_methods),
+    )
     backend.module.train()
     return value

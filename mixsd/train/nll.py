@@ -38,8 +38,11 @@ class TargetNLL:
 
     def loss(self, backend, micro: NLLMicro) -> tuple:
         loss = backend.loss_sum(micro.batch)
-        figures = {"loss": float(loss.detach()), "tokens": micro.batch.n_real,
-                   "slots": micro.batch.n_slots}  # fmt: skip
+        figures = {
+            "loss": float(loss.detach()),
+            "tokens": micro.batch.n_real,
+            "slots": micro.batch.n_slots,
+        }
         return loss, figures
 
     def record(self, sums: dict, n_target: float) -> dict:

@@ -147,8 +147,14 @@ class OPSD:
 
         opsd = self.opsd
         sampling = Sampling(temperature=opsd.rollout_temperature, top_k=0, top_p=1.0)
-        engine = naive_engine(module, self.tokenizer, sampling, max(1, len(items)),
-                              opsd.rollout_max_new_tokens, self.max_len)  # fmt: skip
+        engine = naive_engine(
+            module,
+            self.tokenizer,
+            sampling,
+            max(1, len(items)),
+            opsd.rollout_max_new_tokens,
+            self.max_len,
+        )
         jobs = [
             Job(sequence_key(self.cfg.seed, p.id, r, epoch), 1.0, p.naive_ids, None, tag=j)
             for j, (p, r) in enumerate(items)
@@ -200,12 +206,20 @@ class OPSD:
             students, teachers = ([pair[j] for pair in pairs] for j in (0, 1))
             micros.append(Micro(pack(students, self.one_row), pack(teachers, self.one_row), weight))
         n_tokens, n_rollouts, n_correct, total_len = allreduce_sum(
-            [sum(m.student.targets.numel() for m in micros if m.weight), len(items), correct,
-             sum(lengths)],
+            [
+                sum(m.student.targets.numel() for m in micros if m.weight),
+                len(items),
+                correct,
+                sum(lengths),
+            ],
             world,
-        )  # fmt: skip
-        figures = {"rollouts": n_rollouts, "correct": n_correct, "sampled_tokens": total_len,
-                   "rollout_seconds": seconds}  # fmt: skip
+        )
+        figures = {
+            "rollouts": n_rollouts,
+            "correct": n_correct,
+            "sampled_tokens": total_len,
+            "rollout_seconds": seconds,
+        }
         return micros, n_tokens, figures
 
     def loss(self, backend, micro: Micro) -> tuple[torch.Tensor, dict[str, float]]:
@@ -219,8 +233,12 @@ class OPSD:
         with torch.no_grad():
             kl = divergence(student.detach(), teacher, "reverse_kl", top_k=0)
         loss = per_token.sum()
-        figures = {"loss": float(loss.detach()), "kl": float(kl.sum()),
-                   "tokens": micro.student.n_real, "slots": micro.student.n_slots}  # fmt: skip
+        figures = {
+            "loss": float(loss.detach()),
+            "kl": float(kl.sum()),
+            "tokens": micro.student.n_real,
+            "slots": micro.student.n_slots,
+        }
         return loss, figures
 
     def record(self, sums: dict[str, float], n_tokens: float) -> dict:
