@@ -34,6 +34,11 @@ def option(default: Any = MISSING, help: str = "", *, flag: str | None = None) -
     return field(default=default, metadata=metadata)
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """The default a config field takes when no one sets it (MISSING for a required one)."""
+    return f.default if f.default_factory is MISSING else f.default_factory()
+
+
 def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
     """Build `cls` from the YAML mapping at `path` (optional), then the non-None `overrides`.
 

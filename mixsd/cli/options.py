@@ -85,11 +85,11 @@ def _flag_type(hint: Any) -> Any:
 def _shown(f: dataclasses.Field) -> str:
     """The dataclass default as the help shows it; "" when there is none (required, or None
     with its meaning in the help)."""
-    if f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-        return ",".join(map(str, value))
-    if f.default is dataclasses.MISSING or f.default is None:
+    from mixsd.config import field_default
+
+    value = field_default(f)
+    if value is dataclasses.MISSING or value is None:
         return ""
-    if isinstance(f.default, bool):
-        return "on" if f.default else "off"
-    return str(f.default)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from mixsd.answers import check_methods
-from mixsd.config import option
+from mixsd.config import field_default, option
 from mixsd.errors import MixsdError
 
 SCHEDULES = ("constant", "cosine")
@@ -16,6 +16,7 @@ TOO_LONG = ("truncate", "refuse")
 FAILED = ("reference", "drop", "keep")
 METHODS = ("nll", "opsd")
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
+NLL_ONLY = ("targets", "failed", "too_long")  # read from target sets: refused with --method opsd
 
 # Options that do not change the training trajectory: a resumed run may change them
 # (answer_methods only grades: recall, and the accuracy of OPSD's rollouts).
@@ -130,14 +131,10 @@ class TrainConfig:
                     "option 'targets': give at least one target set (SET or SET:lam=0.3)"
                 )
         else:
-            # the nll-only options must not be set (their defaults are what "not set" means)
-            for name, default in (
-                ("targets", []),
-                ("failed", FAILED[0]),
-                ("too_long", TOO_LONG[0]),
-            ):
-                if getattr(self, name) != default:
-                    raise ValueError(f"option '{name}': not used by --method opsd")
+            # the options of target sets must not be set: their defaults are what "not set" means
+            for f in fields(self):
+                if f.name in NLL_ONLY and getattr(self, f.name) != field_default(f):
+                    raise ValueError(f"option '{f.name}': not used by --method opsd")
             if self.opsd is None or self.opsd.input is None:
                 raise ValueError("option 'input': --method opsd needs the input records (JSONL)")
         self.zero = str(self.zero)
