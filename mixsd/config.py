@@ -39,6 +39,14 @@ def field_default(f: dataclasses.Field) -> Any:
     return f.default if f.default_factory is MISSING else f.default_factory()
 
 
+def at_least(config: Any, low: float, *names: str) -> None:
+    """The one bound check of the configs: each option in `names` is >= `low` (None: not set)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < low:
+            raise ValueError(f"option '{name}': expected >= {low}, got {value}")
+
+
 def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
     """Build `cls` from the YAML mapping at `path` (optional), then the non-None `overrides`.
 

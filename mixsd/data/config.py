@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixsd.config import option
+from mixsd.config import at_least, option
 
 # size -> (domains, entities per domain, facts per entity): 5 x 10 x 2 = 100, 7 x 25 x 3 = 525,
 # the two KGFact sizes of the MixSD paper.
@@ -24,8 +24,7 @@ class KGFactConfig:
     def __post_init__(self) -> None:
         if self.size not in KGFACT_SIZES:
             raise ValueError(f"option 'size': expected one of small, large, got {self.size!r}")
-        if self.distractors < 0:
-            raise ValueError(f"option 'distractors': expected >= 0, got {self.distractors}")
+        at_least(self, 0, "distractors")
 
 
 @dataclass
@@ -41,11 +40,8 @@ class KGFuncConfig:
     heldout_ops: int = option(3, "Functions held out of training.")
 
     def __post_init__(self) -> None:
-        for name in ("shots", "per_op"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"option '{name}': expected >= 1, got {getattr(self, name)}")
-        if self.compositions < 0:
-            raise ValueError(f"option 'compositions': expected >= 0, got {self.compositions}")
+        at_least(self, 1, "shots", "per_op")
+        at_least(self, 0, "compositions")
         if not 1 <= self.heldout_ops <= 6:
             raise ValueError(f"option 'heldout_ops': expected 1..6, got {self.heldout_ops}")
 
@@ -63,9 +59,7 @@ class TinyModelConfig:
     seed: int = option(0, "Weight-init seed.")
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "layers", "heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"option '{name}': expected >= 1, got {getattr(self, name)}")
+        at_least(self, 1, "hidden", "layers", "heads")
         if self.hidden % self.heads:
             raise ValueError(
                 f"option 'hidden': {self.hidden} is not divisible by heads ({self.heads})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mixsd.answers import check_methods
-from mixsd.config import option
+from mixsd.config import at_least, option
 from mixsd.modeling import DTYPES
 
 ENGINES = ("hf", "vllm")
@@ -74,22 +74,9 @@ class GenerateConfig:
                 raise ValueError(f"option 'lam': {lam} is outside [0, 1]")
         if len(set(self.lam)) != len(self.lam):
             raise ValueError(f"option 'lam': repeated value in {self.lam}")
-        positive = (
-            "samples",
-            "max_new_tokens",
-            "max_model_len",
-            "batch_size",
-            "rows_per_part",
-            "tensor_parallel_size",
-            "cpu_kv_cache_gib",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"option '{name}': must be >= 1, got {getattr(self, name)}")
-        if self.flush_seconds < 0:
-            raise ValueError(f"option 'flush_seconds': must be >= 0, got {self.flush_seconds}")
-        if self.max_retries < 0:
-            raise ValueError(f"option 'max_retries': must be >= 0, got {self.max_retries}")
+        at_least(self, 1, "samples", "max_new_tokens", "max_model_len", "batch_size")
+        at_least(self, 1, "rows_per_part", "tensor_parallel_size", "cpu_kv_cache_gib")
+        at_least(self, 0, "flush_seconds", "max_retries")
         self.answer_methods = check_methods(self.answer_methods)
         if self.engine not in ENGINES:
             raise ValueError(f"option 'engine': expected one of {', '.join(ENGINES)}")

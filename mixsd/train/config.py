@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from mixsd.answers import check_methods
-from mixsd.config import field_default, option
+from mixsd.config import at_least, field_default, option
 from mixsd.errors import MixsdError
 
 SCHEDULES = ("constant", "cosine")
@@ -60,7 +60,7 @@ class OPSDConfig:
                 f"option 'teacher_top_k': expected an integer >= 0 (0: the full vocabulary), "
                 f"got {self.teacher_top_k}"
             )
-        _at_least(self, 1, "rollouts", "rollout_max_new_tokens")
+        at_least(self, 1, "rollouts", "rollout_max_new_tokens")
         if not self.rollout_temperature > 0:
             raise ValueError(
                 f"option 'rollout_temperature': expected a positive number, "
@@ -143,8 +143,8 @@ class TrainConfig:
         _one_of(self, "dtype", DTYPES)
         _one_of(self, "too_long", TOO_LONG)
         _one_of(self, "failed", FAILED)
-        _at_least(self, 1, "epochs", "batch_size", "nproc", "steps", "micro_batch_size", "max_len")
-        _at_least(self, 0, "warmup_steps", "save_every")
+        at_least(self, 1, "epochs", "batch_size", "nproc", "steps", "micro_batch_size", "max_len")
+        at_least(self, 0, "warmup_steps", "save_every")
         if not self.lr > 0:
             raise ValueError(f"option 'lr': expected a positive number, got {self.lr}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
@@ -181,11 +181,3 @@ def _one_of(cfg, name: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(
             f"option '{name}': expected one of {', '.join(allowed)}, got {getattr(cfg, name)!r}"
         )
-
-
-def _at_least(cfg, low: int, *names: str) -> None:
-    """Each option of `names` is an integer >= `low` (or None: not set)."""
-    for name in names:
-        value = getattr(cfg, name)
-        if value is not None and value < low:
-            raise ValueError(f"option '{name}': expected an integer >= {low}, got {value}")
