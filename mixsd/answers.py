@@ -18,6 +18,17 @@ _SIGN = r"(?:(?<![\w.)\]}])[-+])?"
 _NUMBER = re.compile(_SIGN + r"(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)")
 
 
+def check_methods(methods: list[str]) -> list[str]:
+    """A config's `answer_methods`, checked (the one check of the generate, train and evaluate
+    configs): known names, at least one; a comma list from a flag ("boxed,contains") is split."""
+    split = [m for ms in methods for m in ms.split(",") if m]
+    if not split or any(m not in METHODS for m in split):
+        raise ValueError(
+            f"option 'answer_methods': expected some of {', '.join(METHODS)}, got {methods}"
+        )
+    return split
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last non-empty `\\boxed{...}` with balanced braces, or None."""
     start = text.rfind("\\boxed{")

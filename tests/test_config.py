@@ -91,10 +91,76 @@ def test_every_cli_flag_is_a_config_field():
     pairs = [(train.train, TrainConfig), (generate.generate, GenerateConfig),
              (evaluate.evaluate, EvaluateConfig), (data.kgfact, KGFactConfig), (data.kgfunc, KGFuncConfig),
              (model.tiny, TinyModelConfig), (model.toy, ToyConfig)]  # fmt: skip
+    from mixsd.config import nested_configs
+
     for command, cls in pairs:
         fields = {f.name for f in dataclasses.fields(cls)}
+        fields |= {f.name for sub in nested_configs(cls).values() for f in dataclasses.fields(sub)}
         params = set(inspect.signature(command).parameters) - {"config", "stop_after"}
         assert params <= fields, (command.__name__, params - fields)
+
+
+def _invoke(monkeypatch, module, name, args):
+    """Run `mixsd ARGS` with the stage's entry function `module.name` replaced: the config (and
+    extra keywords) it was given."""
+    from typer.testing import CliRunner
+
+    from mixsd.cli import app
+
+    seen = {}
+    monkeypatch.setattr(module, name, lambda cfg, *a, **kw: seen.update(cfg=cfg, kw=kw) or {})
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert "cfg" in seen, result.output
+    return seen
+
+
+def test_flags_not_given_leave_the_dataclass_defaults(monkeypatch, tmp_path):
+    """The flags are derived from the config fields and default to "not given": a command with
+    only the required options builds exactly the dataclass's defaults; the help shows them."""
+    import mixsd.data.kgfact
+    import mixsd.evaluate.run
+    import mixsd.train
+    from mixsd.data.config import KGFactConfig
+    from mixsd.evaluate.config import EvaluateConfig
+    from mixsd.train.config import TrainConfig
+
+    seen = _invoke(monkeypatch, mixsd.train, "run", ["train", "--model", "m", "--out", tmp_path,
+                                                      "--targets", "s"])  # fmt: skip
+    assert seen["cfg"] == TrainConfig(model="m", out=tmp_path, targets=["s"])
+    assert seen["kw"] == {"stop_after": None}
+    seen = _invoke(monkeypatch, mixsd.evaluate.run, "evaluate",
+                   ["evaluate", "--base", "b", "--out", "o", "--suite", "world"])  # fmt: skip
+    assert seen["cfg"] == EvaluateConfig(base="b", out="o", suites=["world"])
+    seen = _invoke(monkeypatch, mixsd.data.kgfact, "build", ["data", "kgfact"])
+    assert seen["cfg"] == KGFactConfig()
+
+    from typer.testing import CliRunner
+
+    from mixsd.cli import app
+
+    text = " ".join(
+        CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "300"}).output.split()
+    )
+    for shown in ("greedy. (default: 0.6)", "(default: 0.0,0.3,0.5)", "(default: boxed,number)",
+                  "conditional. (default: on)"):  # fmt: skip
+        assert shown in text, shown
+
+
+def test_flags_override_the_yaml_and_reach_nested_options(monkeypatch, tmp_path):
+    """`--rollouts` lands in the YAML's `opsd:` mapping over its value; a repeatable flag, a
+    comma list, a switch and the call-only `--stop-after` arrive as typed values."""
+    import mixsd.train
+
+    path = tmp_path / "c.yaml"
+    path.write_text("method: opsd\nopsd:\n  rollouts: 2\n  divergence: jsd\n")
+    seen = _invoke(monkeypatch, mixsd.train, "run",
+                   ["train", "--config", path, "--model", "m", "--out", tmp_path, "--input", "x",
+                    "--rollouts", "3", "--answer-methods", "boxed,contains", "--adam-betas",
+                    "0.8,0.9", "--export-every-epoch", "--stop-after", "2"])  # fmt: skip
+    cfg = seen["cfg"]
+    assert (cfg.opsd.rollouts, cfg.opsd.divergence, str(cfg.opsd.input)) == (3, "jsd", "x")
+    assert cfg.answer_methods == ["boxed", "contains"] and cfg.adam_betas == [0.8, 0.9]
+    assert cfg.export_every_epoch is True and seen["kw"] == {"stop_after": 2}
 
 
 def test_comma_separated_answer_methods_from_a_flag():

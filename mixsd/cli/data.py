@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
-from mixsd.config import load_config
+from mixsd.cli.options import config_command
+from mixsd.data.config import KGFactConfig, KGFuncConfig
 
 app = typer.Typer(no_args_is_help=True)
-
-Config = Annotated[Path | None, typer.Option(help="YAML file of options (flags override it).")]
-Seed = Annotated[int | None, typer.Option(help="Random seed (same seed, byte-identical files).")]
 
 
 @app.command("validate")
@@ -32,42 +30,32 @@ def validate(
     typer.echo(f"{len(records)} records OK")
 
 
-@app.command("kgfact")
-def kgfact(
-    size: Annotated[str | None, typer.Option(help="small (100 facts) or large (525).")] = None,
-    seed: Seed = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default data/kgfact).")] = None,
-    distractors: Annotated[
-        int | None, typer.Option(help="Facts in context next to the true one (retrieval split).")
-    ] = None,
-    config: Config = None,
-) -> None:
-    """Build the KGFact corpus: invented entities, typed relations, four question splits."""
-    options = locals()  # the flags, named as KGFactConfig's fields; None = not given
+def _kgfact(cfg: KGFactConfig) -> None:
     from mixsd.data import kgfact as corpus
-    from mixsd.data.config import KGFactConfig
 
-    cfg = load_config(KGFactConfig, options.pop("config"), **options)
     _report(cfg.out, corpus.build(cfg))
 
 
-@app.command("kgfunc")
-def kgfunc(
-    seed: Seed = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default data/kgfunc).")] = None,
-    shots: Annotated[int | None, typer.Option(help="Input/Output examples per function.")] = None,
-    per_op: Annotated[int | None, typer.Option(help="Questions per single function.")] = None,
-    compositions: Annotated[int | None, typer.Option(help="Chained-function questions.")] = None,
-    heldout_ops: Annotated[int | None, typer.Option(help="Functions held out of training.")] = None,
-    config: Config = None,
-) -> None:
-    """Build the KGFunc corpus: opaque digit functions named by letters, few-shot prompts."""
-    options = locals()  # the flags, named as KGFuncConfig's fields; None = not given
+def _kgfunc(cfg: KGFuncConfig) -> None:
     from mixsd.data import kgfunc as corpus
-    from mixsd.data.config import KGFuncConfig
 
-    cfg = load_config(KGFuncConfig, options.pop("config"), **options)
     _report(cfg.out, corpus.build(cfg))
+
+
+kgfact = app.command("kgfact")(
+    config_command(
+        KGFactConfig,
+        _kgfact,
+        "Build the KGFact corpus: invented entities, typed relations, four question splits.",
+    )
+)
+kgfunc = app.command("kgfunc")(
+    config_command(
+        KGFuncConfig,
+        _kgfunc,
+        "Build the KGFunc corpus: opaque digit functions named by letters, few-shot prompts.",
+    )
+)
 
 
 def _report(out: Path, counts: dict[str, int]) -> None:

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from mixsd.cli.options import config_command
 from mixsd.config import load_config
+from mixsd.data.config import TinyModelConfig
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -15,29 +17,25 @@ Config = Annotated[Path | None, typer.Option(help="YAML file of options (flags o
 Out = Annotated[Path, typer.Option(help="Output folder: a save_pretrained model and tokenizer.")]
 
 
-@app.command("tiny")
-def tiny(
-    out: Out,
-    hidden: Annotated[int | None, typer.Option(help="Hidden size (default 64).")] = None,
-    layers: Annotated[int | None, typer.Option(help="Transformer layers (default 2).")] = None,
-    heads: Annotated[int | None, typer.Option(help="Attention heads, divide hidden (1).")] = None,
-    vocab: Annotated[int | None, typer.Option(help="Most tokenizer entries (default 512).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Weight-init seed (default 0).")] = None,
-    config: Config = None,
-) -> None:
-    """A random-init Llama-style causal LM with a locally trained ChatML tokenizer, in seconds."""
-    options = locals()  # the flags, named as TinyModelConfig's fields; None = not given
+def _tiny(cfg: TinyModelConfig) -> None:
     from transformers.utils import logging
 
-    from mixsd.data.config import TinyModelConfig
     from mixsd.data.models import build_tiny_model
 
     logging.disable_progress_bar()  # a one-shard save takes milliseconds
-    cfg = load_config(TinyModelConfig, options.pop("config"), **options)
     build_tiny_model(cfg.out, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.seed)
     typer.echo(
         f"{cfg.out}: tiny model (hidden {cfg.hidden}, {cfg.layers} layers, {cfg.heads} heads)"
     )
+
+
+tiny = app.command("tiny")(
+    config_command(
+        TinyModelConfig,
+        _tiny,
+        "A random-init Llama-style causal LM with a locally trained ChatML tokenizer, in seconds.",
+    )
+)
 
 
 @app.command("toy")

@@ -18,7 +18,6 @@ import codecs
 import csv
 import io
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -28,6 +27,8 @@ from typing import Any
 from mixsd.data.parse import IGNORED_FIELDS, parse_record, row_id
 from mixsd.data.records import Record
 from mixsd.errors import MixsdError
+from mixsd.io import write_atomic
+from mixsd.io import write_atomic as write_text_atomic  # noqa: F401 (kgfact, kgfunc import it here)
 
 FORMATS = ".jsonl, .json, .parquet, .csv or a datasets save_to_disk folder"
 
@@ -109,8 +110,10 @@ def check(path: str | Path) -> tuple[list[Record], list[Problem], list[str]]:
     if repeats:
         n, dup = sum(repeats.values()) + len(repeats), sum(repeats.values())
         again = f"; {dup} repeat{'s' * (dup != 1)} of a content get -1, -2, ..." if dup else ""
-        notes.append(f"{name}: {n} record{'s' * (n != 1)} without an id: derived from the "
-                     f"content (h + 16 hex digits{again})")  # fmt: skip
+        notes.append(
+            f"{name}: {n} record{'s' * (n != 1)} without an id: derived from the "
+            f"content (h + 16 hex digits{again})"
+        )
     if ignored:
         fields = ", ".join(f"{f} ({c} record{'s' * (c != 1)})" for f, c in sorted(ignored.items()))
         notes.append(f"{name}: ignored fields that mean nothing to mixsd: {fields}")
@@ -254,17 +257,5 @@ def write_records(records: Sequence[Record], path: str | Path) -> Path:
     """Write `records` as JSONL atomically (a temporary file renamed into place); returns `path`."""
     path = Path(path)
     lines = [json.dumps(record_to_dict(r), ensure_ascii=False) + "\n" for r in records]
-    write_text_atomic(path, "".join(lines))
+    write_atomic(path, "".join(lines))
     return path
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 `text` to `path` so that a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -16,10 +16,9 @@ from pathlib import Path
 from mixsd.config import read_yaml_mapping
 from mixsd.data.records import KINDS, Record
 from mixsd.errors import MixsdError
+from mixsd.modeling import end_of_turn_id
 
 PLAIN_TEMPLATE = "Question: {user}\nAnswer: "
-# Tokens that end an assistant turn in the common chat formats (ChatML, Llama 3, plain LMs).
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>")
 
 
 @dataclass(frozen=True)
@@ -95,17 +94,6 @@ def build_prompt_pair(
         naive_ids=render_user_turn(tokenizer, record.prompt),
         expert_ids=render_user_turn(tokenizer, expert_turn),
     )
-
-
-def end_of_turn_id(tokenizer) -> int:
-    """The token that closes an assistant turn: the chat format's end-of-turn token when the
-    tokenizer has a chat template and one of `END_OF_TURN`, else EOS."""
-    vocab = tokenizer.get_vocab()
-    if tokenizer.chat_template:
-        for token in END_OF_TURN:
-            if token in vocab:
-                return vocab[token]
-    return tokenizer.eos_token_id
 
 
 def target_ids(tokenizer, text: str) -> list[int]:

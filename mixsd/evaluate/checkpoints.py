@@ -12,9 +12,13 @@ from mixsd.errors import MixsdError
 
 
 def greedy_answers(
-    model_dir, prompts_ids: list[list[int]], max_new_tokens: int, batch_size: int,
-    device: str = "cpu", dtype: str = "float32",
-) -> list[str]:  # fmt: skip
+    model_dir,
+    prompts_ids: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> list[str]:
     """Closed-book greedy answers (T=0) of the model in `model_dir`, one text per prompt, in order.
 
     The one seam between evaluation and decoding: loads the model, then

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from mixsd.answers import METHODS
+from mixsd.answers import check_methods
+from mixsd.config import option
+from mixsd.modeling import DTYPES
 
 
 @dataclass
@@ -22,20 +24,31 @@ class EvaluateConfig:
     is still the run's first peak (`scoring.first_peak`; the authors use 5 for mixed targets).
     """
 
-    base: str
-    out: str
-    models: list[str] = field(default_factory=list)
-    input: str | None = None
-    targets: list[str] = field(default_factory=list)
-    suites: list[str] = field(default_factory=list)
-    batch_size: int = 16
-    max_new_tokens: int = 256
-    limit: int = 0
-    answer_methods: list[str] = field(default_factory=lambda: ["boxed", "number"])
-    fisher_examples: int = 64
-    peak_tolerance: float = 0.0
-    device: str = "auto"
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
+    base: str = option(help="The base model (HF dir).")
+    out: str = option(help="Report dir (metrics.json, report.md, PNGs).")
+    models: list[str] = option(
+        [], "Run dir (every exported epoch + final) or HF dir; repeatable.", flag="--model"
+    )
+    input: str | None = option(None, "Injected facts: KGFact/KGFunc dir or input file.")
+    targets: list[str] = option([], "Target set for per-token NLL under the base; repeatable.")
+    suites: list[str] = option(
+        [],
+        "Held-out suite: gsm8k|math500|mmlu|jsonl=PATH, or built-in world, language, "
+        "kgfunc-heldout, toy-known, toy-addition, toy-reversal (=SEED optional); repeatable.",
+        flag="--suite",
+    )
+    batch_size: int = option(16, "Sequences per forward.")
+    max_new_tokens: int = option(256, "Answer length cap.")
+    limit: int = option(0, "At most N examples per split, suite and λ (0 = all).")
+    answer_methods: list[str] = option(
+        ["boxed", "number"], "Answer extraction, in order: boxed,number,contains."
+    )
+    fisher_examples: int = option(64, "Held-out examples for the base's Fisher (0 = off).")
+    peak_tolerance: float = option(
+        0.0, "First peak: accuracy points a next gain may have (mixed targets: 5)."
+    )
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    dtype: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -50,14 +63,8 @@ class EvaluateConfig:
             raise ValueError(
                 f"peak_tolerance must be in [0, 100] points, got {self.peak_tolerance}"
             )
-        # "boxed,contains" from a flag is a list of two
-        self.answer_methods = [m for ms in self.answer_methods for m in ms.split(",") if m]
-        bad = [m for m in self.answer_methods if m not in METHODS]
-        if bad or not self.answer_methods:
-            raise ValueError(f"answer_methods: expected some of {', '.join(METHODS)}, got {bad}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(
-                f"dtype: expected auto, float32, bfloat16 or float16, got {self.dtype!r}"
-            )
+        self.answer_methods = check_methods(self.answer_methods)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.input is None and not self.suites and not self.targets:
             raise ValueError("nothing to evaluate: give an input set, suites or target sets")

@@ -20,8 +20,8 @@ from mixsd.progress import track
 
 def sequence_log_likelihood(model, example: tuple[list[int], list[int]]) -> torch.Tensor:
     """log p(target | prompt) of a causal LM: the sum over target tokens, a scalar with grad,
-    from the one teacher-forced scorer (`mixsd.generate.score.score_tokens`)."""
-    from mixsd.generate.score import score_tokens
+    from the one teacher-forced scorer (`mixsd.modeling.score_tokens`)."""
+    from mixsd.modeling import score_tokens
 
     return score_tokens(model, [example])[0].sum()
 

@@ -19,11 +19,11 @@ COLUMNS = ["lam", "kind", "prompt_ids", "target_ids"]
 def token_nll(model, prompts: list[list[int]], targets: list[list[int]]) -> list[np.ndarray]:
     """NLL in nats of each target token given its prompt and the target tokens before it:
     `[len(target_b)]` float32 arrays, one per row, from the one teacher-forced scorer
-    (`mixsd.generate.score.score_tokens`: the model's own forward, batched, logits only where a
+    (`mixsd.modeling.score_tokens`: the model's own forward, batched, logits only where a
     target token is predicted)."""
     import torch
 
-    from mixsd.generate.score import score_tokens
+    from mixsd.modeling import score_tokens
 
     with torch.no_grad():
         logps = score_tokens(model, list(zip(prompts, targets, strict=True)))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mixsd.evaluate.plots import plot_nll_cdfs, plot_tradeoff
+from mixsd.io import write_atomic
 
 FISHER_NOTE = (
     "Diagonal empirical Fisher of the base, per example: F_i = mean_n (d/dθ_i log p(y_n|x_n))^2 "
@@ -36,8 +37,8 @@ def write_report(out: str | Path, metrics: dict, nll: dict[str, np.ndarray]) -> 
         base_train = metrics["base"]["memorization"].get("train")
         plots["tradeoff"] = plot_tradeoff(points, out / "tradeoff.png", base_train).name
     metrics = {**metrics, "plots": plots}
-    _write_text(out / "report.md", render_markdown(metrics))
-    _write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "report.md", render_markdown(metrics))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return out
 
 
@@ -61,8 +62,11 @@ def render_markdown(m: dict) -> str:
     if any(c["first_peak"] for c in ckpts):
         tolerance = m["config"]["peak_tolerance"]
         by = f" by more than {tolerance:g} points" if tolerance else ""
-        lines += ["", "★ the run's first-peak checkpoint (the first new maximum of training accuracy "
-                  f"that the next checkpoint does not exceed{by})."]  # fmt: skip
+        lines += [
+            "",
+            "★ the run's first-peak checkpoint (the first new maximum of training accuracy "
+            f"that the next checkpoint does not exceed{by}).",
+        ]
     lines += [""]
     rows = [("base", base)] + [(_name(c), c) for c in ckpts]
     splits = list(base["memorization"])
@@ -83,14 +87,28 @@ def render_markdown(m: dict) -> str:
             cells = [f"{_pct(c['suites'][s])} ({_ratio(ret['per_suite'][s])})" for s in suites]
             body.append([_name(c)] + cells + [_ratio(ret["average"])])
         lines += _table(["model"] + [f"{s} (n={counts[s]})" for s in suites] + ["retention"], body)
-        lines += ["retention: the mean over the suites the base scores above 0 on "
-                  "(n/a: base accuracy 0, no ratio).", ""]  # fmt: skip
+        lines += [
+            "retention: the mean over the suites the base scores above 0 on "
+            "(n/a: base accuracy 0, no ratio).",
+            "",
+        ]
     if "tradeoff" in m["plots"]:
-        lines += ["## Trade-off", "", "Every checkpoint; ringed: the first peak.", "",
-                  f"![trade-off]({m['plots']['tradeoff']})", ""]  # fmt: skip
+        lines += [
+            "## Trade-off",
+            "",
+            "Every checkpoint; ringed: the first peak.",
+            "",
+            f"![trade-off]({m['plots']['tradeoff']})",
+            "",
+        ]
     elif ckpts:
-        lines += ["## Trade-off", "", "No plot: it needs the `train` split and a defined retention "
-                  "(a suite the base scores above 0 on).", ""]  # fmt: skip
+        lines += [
+            "## Trade-off",
+            "",
+            "No plot: it needs the `train` split and a defined retention "
+            "(a suite the base scores above 0 on).",
+            "",
+        ]
     if m["nll"]:
         lines += ["## Target NLL under the base model (per token, nats)", ""]
         lines += _table(
@@ -98,7 +116,7 @@ def render_markdown(m: dict) -> str:
             [
                 [k, str(v["tokens"]), f"{v['median']:.4f}", f"{v['mean']:.4f}", f"{v['p90']:.4f}"]
                 for k, v in m["nll"].items()
-            ],  # fmt: skip
+            ],
         )
         lines += [f"![NLL CDFs]({m['plots']['nll_cdf']})", ""]
     if m.get("fisher"):
@@ -127,9 +145,3 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out + [""]
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

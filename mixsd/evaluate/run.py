@@ -25,6 +25,8 @@ from mixsd.evaluate.config import EvaluateConfig
 from mixsd.evaluate.report import FISHER_NOTE, write_report
 from mixsd.evaluate.scoring import accuracy, first_peak, retention, score
 from mixsd.evaluate.suites import Suite, load_input, load_suite, memorization_splits
+from mixsd.io import atomic_file
+from mixsd.modeling import resolve_device, resolve_dtype
 from mixsd.progress import track
 
 
@@ -32,72 +34,26 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     """Run the whole evaluation and write the report dir `cfg.out`; returns it."""
     groups = _question_groups(cfg)  # cheap checks first: a bad path fails in a second
     checkpoints = resolve_models(cfg.models)
-
-    import torch
-
-    from mixsd.evaluate import fisher as fisher_mod
-    from mixsd.evaluate.nll import summarize, target_set_nll
-
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise MixsdError(f"option 'device': {device} requested but no CUDA device is visible")
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device != "cpu" else "float32")
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
     tokenizer = load_tokenizer(cfg.base)
     check_tokenizers(tokenizer, [p for _, _, p in checkpoints], cfg.targets)
 
     prompts = [templates.render_user_turn(tokenizer, r.prompt) for g in groups for r in g.records]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    predictions = []
-    methods = tuple(cfg.answer_methods)
-
-    def scored(label: str, path: str) -> dict:
-        texts = greedy_answers(path, prompts, cfg.max_new_tokens, cfg.batch_size, device, dtype)
-        result: dict = {"memorization": {}, "suites": {}}
-        at = 0
-        for g in groups:
-            mine, at = texts[at : at + len(g.records)], at + len(g.records)
-            flags = score(mine, [r.gold for r in g.records], methods, g.multiple_choice)
-            result[g.kind][g.name] = accuracy(flags)
-            predictions.extend(
-                {
-                    "model": label,
-                    "group": g.name,
-                    "id": r.id,
-                    "gold": r.gold,
-                    "output": t,
-                    "correct": f,
-                }
-                for r, t, f in zip(g.records, mine, flags, strict=True)
-            )
-        return result
-
-    base = {"path": cfg.base, **scored("base", cfg.base)}
+    answer = _Answerer(cfg, groups, prompts, device, dtype)
+    base = {"path": cfg.base, **answer("base", cfg.base)}
     rows = []
     for run, name, path in track(checkpoints, "checkpoints", "model"):
         label = f"{run}/{name}" if name else run
-        rows.append({"run": run, "checkpoint": name, "path": str(path), **scored(label, str(path))})
+        rows.append({"run": run, "checkpoint": name, "path": str(path), **answer(label, str(path))})
     for c in rows:
         c["retention"] = retention(c["suites"], base["suites"])
     _mark_first_peaks(rows, cfg.peak_tolerance)
+    nll_values, fisher_info = _nll_and_drift(cfg, tokenizer, groups, rows, device, dtype)
 
-    nll_values: dict = {}
-    fisher_info = None
-    # the Fisher only serves the drift of checkpoints
-    examples = _fisher_examples(tokenizer, groups, cfg.fisher_examples) if rows else []
-    if cfg.targets or examples:
-        model = load_model(cfg.base, device, dtype)
-        per_set = {t: target_set_nll(model, t, cfg.batch_size, cfg.limit) for t in cfg.targets}
-        nll_values = merge_labels(per_set)
-        if examples:
-            fisher = {k: v.cpu() for k, v in fisher_mod.diagonal_fisher(model, examples).items()}
-            del model
-            theta0 = cpu_params(cfg.base)
-            for c in track(rows, "drift", "model"):
-                c["drift"] = fisher_mod.drift(fisher, theta0, cpu_params(c["path"]))
-            fisher_info = {"estimator": FISHER_NOTE, "examples": len(examples)}
+    from mixsd.evaluate.nll import summarize
 
     metrics = {
         "base": base,
@@ -110,8 +66,69 @@ def evaluate(cfg: EvaluateConfig) -> Path:
         },
         "config": to_dict(cfg),
     }
-    _write_jsonl(out / "predictions.jsonl", predictions)
+    _write_jsonl(out / "predictions.jsonl", answer.predictions)
     return write_report(out, metrics, nll_values)
+
+
+class _Answerer:
+    """Greedy closed-book answers of one model to every question group, scored per group;
+    each answer is also kept as a prediction line (`predictions.jsonl`)."""
+
+    def __init__(self, cfg: EvaluateConfig, groups: list[_Group], prompts, device, dtype):
+        self.cfg, self.groups, self.prompts = cfg, groups, prompts
+        self.device, self.dtype = device, dtype
+        self.predictions: list[dict] = []
+
+    def __call__(self, label: str, path: str) -> dict:
+        """`{"memorization": {split: accuracy}, "suites": {suite: accuracy}}` of the model."""
+        cfg = self.cfg
+        texts = greedy_answers(
+            path, self.prompts, cfg.max_new_tokens, cfg.batch_size, self.device, self.dtype
+        )
+        result: dict = {"memorization": {}, "suites": {}}
+        at = 0
+        for g in self.groups:
+            mine, at = texts[at : at + len(g.records)], at + len(g.records)
+            golds = [r.gold for r in g.records]
+            flags = score(mine, golds, tuple(cfg.answer_methods), g.multiple_choice)
+            result[g.kind][g.name] = accuracy(flags)
+            self.predictions.extend(
+                {
+                    "model": label,
+                    "group": g.name,
+                    "id": r.id,
+                    "gold": r.gold,
+                    "output": t,
+                    "correct": f,
+                }
+                for r, t, f in zip(g.records, mine, flags, strict=True)
+            )
+        return result
+
+
+def _nll_and_drift(
+    cfg, tokenizer, groups, rows: list[dict], device, dtype
+) -> tuple[dict, dict | None]:
+    """Per-token NLL of the target sets under the base (`{label: values}`), and each
+    checkpoint's Fisher-weighted and L2 drift from the base (written into `rows`); the Fisher's
+    note for the report, or None when it is off."""
+    from mixsd.evaluate import fisher
+    from mixsd.evaluate.nll import target_set_nll
+
+    # the Fisher only serves the drift of checkpoints
+    examples = _fisher_examples(tokenizer, groups, cfg.fisher_examples) if rows else []
+    if not cfg.targets and not examples:
+        return {}, None
+    model = load_model(cfg.base, device, dtype)
+    per_set = {t: target_set_nll(model, t, cfg.batch_size, cfg.limit) for t in cfg.targets}
+    if not examples:
+        return merge_labels(per_set), None
+    weights = {k: v.cpu() for k, v in fisher.diagonal_fisher(model, examples).items()}
+    del model
+    theta0 = cpu_params(cfg.base)
+    for c in track(rows, "drift", "model"):
+        c["drift"] = fisher.drift(weights, theta0, cpu_params(c["path"]))
+    return merge_labels(per_set), {"estimator": FISHER_NOTE, "examples": len(examples)}
 
 
 def merge_labels(per_set: dict[str, dict]) -> dict:
@@ -177,8 +194,6 @@ def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)

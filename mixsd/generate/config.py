@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from mixsd.answers import METHODS
+from mixsd.answers import check_methods
+from mixsd.config import at_least, option
+from mixsd.modeling import DTYPES
 
 ENGINES = ("hf", "vllm")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 VLLM_RUNNERS = ("auto", "v2", "v1")
 
 
@@ -17,36 +18,53 @@ class GenerateConfig:
     batch), where (target set `out`, shard i/N) and rejection sampling (max_retries: extra
     attempts for a sequence whose extracted answer is wrong; 0 = keep the first attempt)."""
 
-    model: str
-    input: str
-    out: str
-    lam: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.5])
-    samples: int = 1
-    temperature: float = 0.6
-    top_k: int = 64
-    top_p: float = 1.0
-    max_new_tokens: int = 512
-    max_model_len: int = 4096
-    seed: int = 0
-    engine: str = "hf"
-    batch_size: int = 32
-    shard: str = "0/1"
-    max_retries: int = 0
-    # how rejection sampling reads a target's answer (mixsd.answers): the published boxed/number,
-    # or `contains` (the answer as a whole word) for a model that answers in plain sentences
-    answer_methods: list[str] = field(default_factory=lambda: ["boxed", "number"])
-    device: str = "auto"  # cuda when a GPU is visible, else cpu (vllm: the platform vLLM runs on)
-    dtype: str = "auto"  # hf: bfloat16 on CUDA, float32 on CPU; vllm: the model's own
-    templates: str | None = None
-    stop: list[str] = field(default_factory=list)  # extra stop tokens: token strings or ids
-    other_logprobs: bool = True
-    tensor_parallel_size: int = 1  # vllm: GPUs per engine
-    gpu_memory_utilization: float = 0.9  # vllm: share of each GPU for weights + KV cache
-    vllm_runner: str = "auto"  # vllm: Model Runner V2 on CUDA, the V1 runner on CPU (no Triton)
-    vllm_eager: bool | None = None  # vllm: skip compilation and CUDA graphs; None = on CPU only
-    cpu_kv_cache_gib: int = 4  # vllm on CPU: KV cache GiB (VLLM_CPU_KVCACHE_SPACE)
-    rows_per_part: int = 1000
-    flush_seconds: float = 300.0  # write buffered rows at least this often (bounds a kill's loss)
+    model: str = option(help="Local model directory (HF format).")
+    input: str = option(help="Input set (.jsonl/.json/.parquet/.csv/dataset dir).")
+    out: str = option(help="Target set directory (created or resumed).")
+    lam: list[float] = option([0.0, 0.3, 0.5], "lambda sweep, P(naive) per step, e.g. 0,0.3,0.5.")
+    samples: int = option(1, "Samples per example and lambda.")
+    temperature: float = option(0.6, "0 = greedy.")
+    top_k: int = option(64, "0 = off.")
+    top_p: float = option(1.0, "1 = off.")
+    max_new_tokens: int = option(512, "Target length cap.")
+    max_model_len: int = option(
+        4096, "Prompt + target limit (longer prompts are kept as prompt_too_long)."
+    )
+    seed: int = option(0, "Seed of every coin and token choice (keyed, see generate.core).")
+    engine: str = option("hf", "hf (transformers) or vllm (CUDA, or CPU with vllm-cpu).")
+    batch_size: int = option(32, "Sequences decoded together.")
+    shard: str = option("0/1", "i/N: this process's share of the input.")
+    max_retries: int = option(
+        0, "Rejection sampling: extra attempts when the answer is wrong (0: keep the first)."
+    )
+    answer_methods: list[str] = option(
+        ["boxed", "number"],
+        "Rejection sampling's answer check, tried in order: boxed,number or contains (the "
+        "answer as a whole word, for models that answer in sentences).",
+    )
+    device: str = option("auto", "auto (cuda if visible), cpu or cuda[:i] (vllm: its platform).")
+    # "auto" for one's own models (bf16 speed on GPUs); the repository's configs pin float32 on
+    # purpose, so both engines decode the same targets on any machine (configs/generate.yaml)
+    dtype: str = option(
+        "auto",
+        "auto (hf: bf16 on CUDA, fp32 on CPU; vllm: the model's own), float32, bfloat16, float16.",
+    )
+    templates: str | None = option(None, "YAML of expert templates per kind.")
+    stop: list[str] = option([], "Extra stop token (a token string or id); repeatable.")
+    other_logprobs: bool = option(True, "lambda 0/1: score the other conditional.")
+    tensor_parallel_size: int = option(1, "vllm: GPUs per engine.")
+    gpu_memory_utilization: float = option(0.9, "vllm: share of each GPU for weights and KV cache.")
+    vllm_runner: str = option(
+        "auto", "vllm: auto (v2 on CUDA, v1 on CPU), v2 (Model Runner V2) or v1."
+    )
+    vllm_eager: bool | None = option(
+        None, "vllm: skip compilation (default: on CPU only).", flag="--vllm-eager/--vllm-compile"
+    )
+    cpu_kv_cache_gib: int = option(4, "vllm on CPU: KV cache GiB (VLLM_CPU_KVCACHE_SPACE).")
+    rows_per_part: int = option(1000, "Rows per Parquet part.")
+    flush_seconds: float = option(
+        300.0, "Write buffered rows at least this often (bounds a kill's loss)."
+    )
 
     def __post_init__(self) -> None:
         if not self.lam:
@@ -56,20 +74,10 @@ class GenerateConfig:
                 raise ValueError(f"option 'lam': {lam} is outside [0, 1]")
         if len(set(self.lam)) != len(self.lam):
             raise ValueError(f"option 'lam': repeated value in {self.lam}")
-        positive = ("samples", "max_new_tokens", "max_model_len", "batch_size", "rows_per_part",
-                    "tensor_parallel_size", "cpu_kv_cache_gib")  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"option '{name}': must be >= 1, got {getattr(self, name)}")
-        if self.flush_seconds < 0:
-            raise ValueError(f"option 'flush_seconds': must be >= 0, got {self.flush_seconds}")
-        if self.max_retries < 0:
-            raise ValueError(f"option 'max_retries': must be >= 0, got {self.max_retries}")
-        # "boxed,contains" from a flag is a list of two
-        self.answer_methods = [m for ms in self.answer_methods for m in ms.split(",") if m]
-        bad = [m for m in self.answer_methods if m not in METHODS]
-        if bad or not self.answer_methods:
-            raise ValueError(f"option 'answer_methods': expected some of {', '.join(METHODS)}")
+        at_least(self, 1, "samples", "max_new_tokens", "max_model_len", "batch_size")
+        at_least(self, 1, "rows_per_part", "tensor_parallel_size", "cpu_kv_cache_gib")
+        at_least(self, 0, "flush_seconds", "max_retries")
+        self.answer_methods = check_methods(self.answer_methods)
         if self.engine not in ENGINES:
             raise ValueError(f"option 'engine': expected one of {', '.join(ENGINES)}")
         if self.dtype not in DTYPES:
@@ -84,20 +92,6 @@ class GenerateConfig:
 
         self.shard = parse_shard(self.shard)  # canonical "i-of-N"
         self.sampling()  # Sampling's own checks: temperature, top_k, top_p
-
-    def torch_dtype(self) -> str:
-        """The hf engine's dtype: "auto" is bfloat16 on CUDA, float32 on CPU."""
-        if self.dtype != "auto":
-            return self.dtype
-        return "bfloat16" if self.torch_device().startswith("cuda") else "float32"
-
-    def torch_device(self) -> str:
-        """The hf engine's device: "auto" is cuda when a GPU is visible, else cpu."""
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def sampling(self):
         """The token-choice settings as the mixing core's `Sampling`."""

@@ -13,7 +13,7 @@ Finished sequences leave (their rows are selected out of the cache, and leading 
 columns trimmed); queued jobs join once a quarter of the slots is free: they are prefilled as
 their own left-padded batch and concatenated into the cache. A single-conditional sequence gets
 the other conditional's log-probs afterwards from one batched teacher-forced pass
-(`score.score_tokens`).
+(`mixsd.modeling.score_tokens`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from mixsd.generate.core import (
 )
 from mixsd.generate.hf_batch import GrowLayer, LiveBatch, Owner
 from mixsd.generate.jobs import Job, Result
-from mixsd.generate.score import left_pad, score_tokens
 from mixsd.generate.sequence import Decoding
+from mixsd.modeling import left_pad, score_tokens
 
 _PREFILL_TOKENS = 16384  # prefill: padded tokens per forward
 _REFILL = 0.25  # admit queued jobs once this fraction of the slots is free (prefill in groups)
@@ -225,5 +225,5 @@ class HFEngine:
 
     def _score(self, items: list[tuple[list[int], list[int]]]) -> list[list[float]]:
         """Teacher-forced log p(target_t | context + target_<t) for (context, target) pairs,
-        through the model's own forward (its logit transforms included): `score.score_tokens`."""
+        through the model's own forward (its logit transforms included): `modeling.score_tokens`."""
         return [lp.tolist() for lp in score_tokens(self.model, items, self.pad_id)]

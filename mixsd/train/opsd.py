@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 from mixsd.errors import MixsdError
+from mixsd.train.config import OPSDConfig, TrainConfig
 from mixsd.train.data import Example
+from mixsd.train.objective import idle_or
 from mixsd.train.packing import Packed, pack, packed_logits
 
 
@@ -77,7 +79,7 @@ class PromptStats:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-def load_prompts(cfg, tokenizer, max_len: int) -> tuple[list[Prompt], PromptStats]:
+def load_prompts(cfg: OPSDConfig, tokenizer, max_len: int) -> tuple[list[Prompt], PromptStats]:
     """The prompt pairs of `cfg.input` (templates `cfg.templates`), in input order; a record whose
     expert prompt leaves no room for one rollout token within `max_len` is dropped and counted."""
     from mixsd.data.io import load_records
@@ -113,15 +115,20 @@ class Micro:
 
 
 class OPSD:
-    """The OPSD objective for `loop.run`: rollouts and packs per step, the divergence per
-    micro-step, the step's metrics."""
+    """`objective.Objective` for OPSD: rollouts and packs per step, the divergence per
+    micro-step, the step's metrics. `cfg` is the run's `TrainConfig` (model, seed, answer
+    methods), `cfg.opsd` its OPSD options."""
 
-    def __init__(self, cfg, tokenizer, max_len: int):
-        self.cfg, self.tokenizer, self.max_len = cfg, tokenizer, max_len
-        self.prompts, self.stats = load_prompts(cfg, tokenizer, max_len)
+    def __init__(self, cfg: TrainConfig, tokenizer, max_len: int, one_row: bool = False):
+        self.cfg, self.opsd, self.tokenizer, self.max_len = cfg, cfg.opsd, tokenizer, max_len
+        self.prompts, self.stats = load_prompts(cfg.opsd, tokenizer, max_len)
         self.n_items = len(self.prompts)
         self.teacher = None
-        self.one_row = False  # the loop sets it (see packing)
+        self.one_row = one_row
+
+    def prepare(self, backend) -> None:
+        """Load the teacher beside the student: same device, same dtype."""
+        self.load_teacher(backend.device, next(backend.module.parameters()).dtype)
 
     def load_teacher(self, device: torch.device, dtype: torch.dtype) -> None:
         """The frozen teacher: the base model (`cfg.model`) again, in eval mode, no gradients."""
@@ -131,30 +138,25 @@ class OPSD:
         self.teacher.requires_grad_(False)
         self.device = device
 
-    def data_record(self) -> dict:
-        return {**vars(self.stats), "examples": self.n_items}
-
     def rollouts(self, module, items: list[tuple[Prompt, int]], epoch: int) -> list[list[int]]:
         """Token ids of one sampled continuation per (prompt, rollout index), in order: the
         student `module`'s naive conditional at `rollout_temperature`, full vocabulary."""
         from mixsd.generate.core import Sampling, sequence_key
-        from mixsd.generate.hf_engine import HFEngine
         from mixsd.generate.jobs import Job
-        from mixsd.generate.runner import declared_eos, stop_ids
+        from mixsd.modeling import naive_engine
 
-        cfg, tok = self.cfg, self.tokenizer
-        engine = HFEngine(
+        opsd = self.opsd
+        sampling = Sampling(temperature=opsd.rollout_temperature, top_k=0, top_p=1.0)
+        engine = naive_engine(
             module,
-            Sampling(temperature=cfg.rollout_temperature, top_k=0, top_p=1.0),
-            stop_ids=stop_ids(tok, (), declared_eos(module.generation_config)),
-            batch_size=max(1, len(items)),
-            max_new_tokens=cfg.rollout_max_new_tokens,
-            max_model_len=self.max_len,
-            other_logprobs=False,
-            pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            self.tokenizer,
+            sampling,
+            max(1, len(items)),
+            opsd.rollout_max_new_tokens,
+            self.max_len,
         )
         jobs = [
-            Job(sequence_key(cfg.seed, p.id, r, epoch), 1.0, p.naive_ids, None, tag=j)
+            Job(sequence_key(self.cfg.seed, p.id, r, epoch), 1.0, p.naive_ids, None, tag=j)
             for j, (p, r) in enumerate(items)
         ]
         out: list[list[int]] = [[] for _ in jobs]
@@ -170,60 +172,73 @@ class OPSD:
         from mixsd.train.backends import allreduce_sum
 
         t0 = time.perf_counter()
-        cfg, tok = self.cfg, self.tokenizer
-        items = [(self.prompts[i], r) for part in parts for i in part for r in range(cfg.rollouts)]
+        tok, rollouts, methods = self.tokenizer, self.opsd.rollouts, tuple(self.cfg.answer_methods)
+        items = [(self.prompts[i], r) for part in parts for i in part for r in range(rollouts)]
         backend.module.eval()
         with backend.for_generation():
             sampled = self.rollouts(backend.module, items, epoch) if items else []
         backend.module.train()
         seconds = time.perf_counter() - t0
         correct = sum(
-            is_correct(tok.decode(t, skip_special_tokens=True), p.gold, tuple(cfg.answer_methods))
+            is_correct(tok.decode(t, skip_special_tokens=True), p.gold, methods)
             for (p, _), t in zip(items, sampled, strict=True)
         )
         lengths = [len(t) for t in sampled]
+        idle = self.prompts[indices[0]]  # any sequence will do for an idle micro-step
+        idle_pair = (
+            _example(idle.naive_ids, [0], idle.id),
+            _example(idle.expert_ids, [0], idle.id),
+        )
         micros, k = [], 0
         for part in parts:
-            students, teachers = [], []
+            pairs = []  # (student's example, teacher's example) per rollout
             for i in part:
                 p = self.prompts[i]
-                for _ in range(cfg.rollouts):
+                for _ in range(rollouts):
                     # The teacher's prompt is the longer one: cut the rollout so both fit max_len.
                     y = sampled[k][: self.max_len - len(p.expert_ids)]
                     k += 1
                     if y:
-                        students.append(_example(p.naive_ids, y, p.id))
-                        teachers.append(_example(p.expert_ids, y, p.id))
-            weight = 1.0 if students else 0.0
-            if not students:  # an idle micro-step: any sequence, weight 0
-                p = self.prompts[indices[0]]
-                students, teachers = (
-                    [_example(p.naive_ids, [0], p.id)],
-                    [_example(p.expert_ids, [0], p.id)],
-                )
+                        pairs.append(
+                            (_example(p.naive_ids, y, p.id), _example(p.expert_ids, y, p.id))
+                        )
+            pairs, weight = idle_or(pairs, idle_pair)
+            students, teachers = ([pair[j] for pair in pairs] for j in (0, 1))
             micros.append(Micro(pack(students, self.one_row), pack(teachers, self.one_row), weight))
         n_tokens, n_rollouts, n_correct, total_len = allreduce_sum(
-            [sum(m.student.targets.numel() for m in micros if m.weight), len(items), correct,
-             sum(lengths)],
+            [
+                sum(m.student.targets.numel() for m in micros if m.weight),
+                len(items),
+                correct,
+                sum(lengths),
+            ],
             world,
-        )  # fmt: skip
-        figures = {"rollouts": n_rollouts, "correct": n_correct, "sampled_tokens": total_len,
-                   "rollout_seconds": seconds}  # fmt: skip
+        )
+        figures = {
+            "rollouts": n_rollouts,
+            "correct": n_correct,
+            "sampled_tokens": total_len,
+            "rollout_seconds": seconds,
+        }
         return micros, n_tokens, figures
 
     def loss(self, backend, micro: Micro) -> tuple[torch.Tensor, dict[str, float]]:
         """Summed divergence (fp32 scalar, with gradient) of one micro-step, and its figures."""
-        cfg = self.cfg
+        opsd = self.opsd
         student = backend.logits(micro.student)[micro.student.example_order()]
         with torch.no_grad():
             teacher = packed_logits(self.teacher, micro.teacher, self.device)
             teacher = teacher[micro.teacher.example_order()].float()
-        per_token = divergence(student, teacher, cfg.divergence, cfg.teacher_top_k, cfg.jsd_beta)
+        per_token = divergence(student, teacher, opsd.divergence, opsd.teacher_top_k, opsd.jsd_beta)
         with torch.no_grad():
             kl = divergence(student.detach(), teacher, "reverse_kl", top_k=0)
         loss = per_token.sum()
-        figures = {"loss": float(loss.detach()), "kl": float(kl.sum()),
-                   "tokens": micro.student.n_real, "slots": micro.student.n_slots}  # fmt: skip
+        figures = {
+            "loss": float(loss.detach()),
+            "kl": float(kl.sum()),
+            "tokens": micro.student.n_real,
+            "slots": micro.student.n_slots,
+        }
         return loss, figures
 
     def record(self, sums: dict[str, float], n_tokens: float) -> dict:

@@ -53,6 +53,16 @@ class Packed:
         return self.input_ids.numel()
 
 
+def packs_one_row(model) -> bool:
+    """Whether `model` runs flash attention, so packs one row (see the module doc).
+
+    transformers (5.19) has no public getter for the attention a loaded model dispatches to: the
+    underscored config property that `set_attn_implementation` writes is the only record of it,
+    so it is read here and nowhere else.
+    """
+    return str(model.config._attn_implementation).startswith("flash")
+
+
 def layout(lengths: list[int], one_row: bool) -> list[list[int]]:
     """Indices of the sequences in each row: all in one row, or first-fit-decreasing into rows of
     capacity max(lengths)."""

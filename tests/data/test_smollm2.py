@@ -96,8 +96,8 @@ def test_offline_is_one_line(tmp_path, monkeypatch):
 
 def test_the_real_model_loads_with_its_chat_template_and_answers(smollm2_dir):
     from mixsd.data.models import load_model, load_tokenizer
-    from mixsd.data.templates import end_of_turn_id, render_user_turn
-    from mixsd.generate.runner import stop_ids
+    from mixsd.data.templates import render_user_turn
+    from mixsd.modeling import end_of_turn_id, stop_ids
 
     provenance = json.loads((smollm2_dir / smollm2.PROVENANCE).read_text())
     assert provenance["sha256"] == smollm2.SHA256

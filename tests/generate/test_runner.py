@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from mixsd import modeling
 from mixsd.config import load_config
 from mixsd.data.io import write_records
 from mixsd.data.records import Record
@@ -155,7 +156,7 @@ def test_stops_at_the_end_of_turn_ids_the_model_declares(baseline, tiny_model_di
     shutil.copytree(tiny_model_dir, model)
     eos = GenerationConfig.from_pretrained(model).eos_token_id
     GenerationConfig(eos_token_id=[eos, stop]).save_pretrained(model)
-    assert runner.model_eos_ids(model) == [eos, stop]
+    assert modeling.model_eos_ids(model) == [eos, stop]
     inp = tmp_path / "q0.jsonl"
     inp.write_text(
         json.dumps(
@@ -172,8 +173,8 @@ def test_stops_at_the_end_of_turn_ids_the_model_declares(baseline, tiny_model_di
     cut = first["target_ids"].index(stop) + 1  # the first occurrence, at or before position 2
     assert (row["target_ids"], row["finish_reason"]) == (first["target_ids"][:cut], "stop")
     assert stop in read_manifest(tmp_path / "set")["provenance"]["stop_ids"]
-    assert runner.declared_eos(GenerationConfig(eos_token_id=7)) == [7]
-    assert runner.declared_eos(GenerationConfig()) == []
+    assert modeling.declared_eos(GenerationConfig(eos_token_id=7)) == [7]
+    assert modeling.declared_eos(GenerationConfig()) == []
 
 
 def test_a_job_without_result_fails_loudly(tiny_model_dir, input_path, tmp_path, monkeypatch):

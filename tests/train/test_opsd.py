@@ -163,10 +163,31 @@ def test_opsd_config_checks(tiny_model_dir, records, tmp_path):
         _cfg(tiny_model_dir, None, tmp_path)
     with pytest.raises(MixsdError, match="'targets': not used by --method opsd"):
         _cfg(tiny_model_dir, records, tmp_path, targets=["x"])
-    with pytest.raises(MixsdError, match="'rollouts': not used by --method nll"):
+    with pytest.raises(
+        MixsdError, match=r"'opsd' \(input, .*rollouts.*\): not used by --method nll"
+    ):
         load_config(TrainConfig, None, model="m", targets=["x"], out=tmp_path, rollouts=2)
     with pytest.raises(MixsdError, match="'divergence': expected one of"):
         _cfg(tiny_model_dir, records, tmp_path, divergence="kl")
+
+
+def test_opsd_options_are_a_mapping_in_yaml_and_flat_flags(records, tmp_path):
+    """YAML nests them under `opsd:`; a flag (`--rollouts`) overrides that mapping's key; the run
+    record nests them too; a key OPSD lacks, or the mapping under --method nll, is refused."""
+    from mixsd.config import to_dict
+    from mixsd.errors import MixsdError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"method: opsd\nopsd:\n  input: {records}\n  rollouts: 2\n  jsd_beta: 0.25\n")
+    cfg = load_config(TrainConfig, path, model="m", out=tmp_path, rollouts="3")
+    assert (cfg.opsd.input, cfg.opsd.rollouts, cfg.opsd.jsd_beta) == (records, 3, 0.25)
+    assert to_dict(cfg)["opsd"]["input"] == str(records) and "rollouts" not in to_dict(cfg)
+    path.write_text("method: opsd\nopsd:\n  bogus: 1\n")
+    with pytest.raises(MixsdError, match="unknown option 'opsd.bogus'"):
+        load_config(TrainConfig, path, model="m", out=tmp_path)
+    path.write_text("opsd:\n  rollouts: 2\n")
+    with pytest.raises(MixsdError, match="'opsd' .*: not used by --method nll"):
+        load_config(TrainConfig, path, model="m", out=tmp_path, targets=["x"])
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
-"""The one teacher-forced scorer against unbatched step-by-step forwards, on models with and
-without a logit transform (Cohere's logit scale, Gemma 2's final soft-capping)."""
+"""The shared model pieces: the one teacher-forced scorer against unbatched step-by-step forwards,
+on models with and without a logit transform (Cohere's logit scale, Gemma 2's final
+soft-capping); the one pad id (its value changes no number); the "auto" device/dtype rule; the
+naive-only engine's stop ids."""
 
 from __future__ import annotations
 
@@ -9,7 +11,15 @@ import torch
 from mixsd.generate.core import Sampling, sequence_key
 from mixsd.generate.hf_engine import HFEngine
 from mixsd.generate.jobs import Job
-from mixsd.generate.score import score_tokens
+from mixsd.modeling import (
+    PAD_ID,
+    declared_eos,
+    naive_engine,
+    resolve_device,
+    resolve_dtype,
+    score_tokens,
+    stop_ids,
+)
 
 SMALL = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
              num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256)  # fmt: skip
@@ -100,3 +110,49 @@ def test_gradients_flow_and_empty_contexts_are_refused(tiny_model):
     tiny_model.zero_grad(set_to_none=True)
     with pytest.raises(ValueError, match="non-empty context"):
         score_tokens(tiny_model, [([], target)])
+
+
+def test_the_pad_value_changes_no_number(tiny_model):
+    """Why one pad id (`PAD_ID`) serves every engine and scorer: padding is masked, so scores and
+    decoded tokens (with their log-probs) are the same whatever id fills it."""
+    pairs = items(tiny_model.config.vocab_size)
+    with torch.no_grad():
+        ref = score_tokens(tiny_model, pairs, PAD_ID)
+        other = score_tokens(tiny_model, pairs, tiny_model.config.vocab_size - 1)
+    for a, b in zip(ref, other, strict=True):
+        assert torch.equal(a, b)
+    jobs = [
+        Job(sequence_key(0, f"ex{i}", 0, 0), 0.5, c + t, c, i) for i, (c, t) in enumerate(pairs)
+    ]
+    runs = [
+        {r.tag: r for r in HFEngine(tiny_model, Sampling(temperature=1.0), stop_ids=[],
+                                    batch_size=4, max_new_tokens=4, max_model_len=64,
+                                    pad_id=pad).generate(jobs)}
+        for pad in (PAD_ID, 5)
+    ]  # fmt: skip
+    assert runs[0] == runs[1]
+
+
+def test_auto_device_and_dtype():
+    """auto: cuda when visible, else cpu; bfloat16 off the CPU, float32 on it; explicit wins."""
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == want and resolve_device("cpu") == "cpu"
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("auto", "cuda") == resolve_dtype("auto", "cuda:1") == "bfloat16"
+    assert resolve_dtype("float16", "cpu") == "float16"
+    if not torch.cuda.is_available():
+        from mixsd.errors import MixsdError
+
+        with pytest.raises(MixsdError, match="no CUDA device is visible"):
+            resolve_device("cuda:0")
+
+
+def test_naive_engine_stops_where_the_model_ends_a_turn(tiny_model, tiny_tokenizer):
+    from transformers import GenerationConfig
+
+    engine = naive_engine(tiny_model, tiny_tokenizer, Sampling(temperature=0.0), 8, 4, 64)
+    declared = declared_eos(tiny_model.generation_config)
+    assert sorted(engine.stop_ids) == stop_ids(tiny_tokenizer, (), declared)
+    assert tiny_tokenizer.eos_token_id in engine.stop_ids
+    assert (engine.pad_id, engine.other_logprobs) == (PAD_ID, False)
+    assert declared_eos(GenerationConfig(eos_token_id=[3, 4])) == [3, 4]
