@@ -15,6 +15,24 @@ from mixsd.config import load_config
 from mixsd.train import TrainConfig, run
 
 
+def assert_same_weights(a: dict, b: dict, lr: float) -> None:
+    """Two runs that should reach the same weights (accumulation, ranks, ZeRO stages) did, up to
+    the fp32 summation order: every tensor within rtol 1e-4 / atol 1e-5, except at most 1 element
+    in 1000, and no element further apart than one step of `lr`.
+
+    Why the exception: AdamW divides each gradient by its running RMS, so an element whose
+    gradient is near zero (|g| ~ eps = 1e-8) turns the last-bit differences of a reordered sum
+    into a visible share of a full `lr` step (seen: 1 element of 16384 off by 2.3e-5 at lr 3e-3,
+    on one CPU and not another). A real mismatch (a wrong micro-batch weight, a missed
+    all-reduce) moves most elements, and the runs' losses are compared tightly as well.
+    """
+    assert a.keys() == b.keys()
+    for k in a:
+        close = torch.isclose(a[k], b[k], rtol=1e-4, atol=1e-5)
+        assert (~close).sum().item() <= a[k].numel() // 1000, f"{k}: {(~close).sum()} elements"
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=lr, msg=lambda m, k=k: f"{k}: {m}")
+
+
 def _cfg(tiny_model_dir, targets, out, **kw):
     base = dict(
         model=str(tiny_model_dir), targets=targets, out=out, batch_size=4, lr=3e-3, warmup_steps=2
@@ -125,9 +143,7 @@ def test_accumulation_gives_the_same_update(tiny_model_dir, mixsd_set, tmp_path)
             gradient_checkpointing=True,
         )
     )
-    wa, wb = _weights(a), _weights(b)
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    assert_same_weights(_weights(a), _weights(b), lr=3e-3)
     torch.testing.assert_close(_losses(tmp_path / "a"), _losses(tmp_path / "b"), rtol=1e-5, atol=0)
 
 
@@ -198,10 +214,7 @@ def test_two_ranks_match_one_plain_process(zero, tiny_model_dir, sft_set, tmp_pa
     )
     norms = [_metric(tmp_path / r, "grad_norm") for r in ("mp", "plain")]
     torch.testing.assert_close(*norms, rtol=1e-4, atol=0)
-    wp, wd = _weights(plain), _weights(tmp_path / "mp" / "model")
-    assert wp.keys() == wd.keys()
-    for k in wp:
-        torch.testing.assert_close(wd[k], wp[k], rtol=1e-4, atol=1e-5)
+    assert_same_weights(_weights(tmp_path / "mp" / "model"), _weights(plain), lr=3e-3)
 
 
 def test_recall_counts_what_greedy_decoding_says(tiny_model, tiny_tokenizer):
