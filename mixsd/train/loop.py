@@ -260,9 +260,19 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             checkpoint.save(run_dir, done, backend, rank)
     bar.close()
     model_dir = run_dir / "model"
-    if end == total and not model_dir.is_dir():
+    if end == total and _rank0_decides(rank == 0 and not model_dir.is_dir(), world):
         checkpoint.export(backend, tokenizer, model_dir, rank)
     return model_dir
+
+
+def _rank0_decides(flag: bool, world: int) -> bool:
+    """Process 0's `flag`, on every process (a collective: all must call it). A choice read from
+    a file that process 0 writes itself (the final model) must not be taken by each process at its
+    own time: a late one would find the file, skip the export's collectives and leave, and the
+    others would fail at the export's barrier ("Connection closed by peer")."""
+    from mixsd.train.backends import allreduce_sum
+
+    return allreduce_sum([float(flag)], world)[0] > 0
 
 
 def _log(path: Path, record: dict) -> None:
