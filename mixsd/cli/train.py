@@ -132,7 +132,7 @@ def train(
 def _precheck(cfg) -> None:
     from mixsd.data.models import load_tokenizer
     from mixsd.targets.provenance import tokenizer_fingerprint
-    from mixsd.train.data import check_set, parse_target_spec
+    from mixsd.train.data import check_selections
 
     tokenizer = load_tokenizer(cfg.model)
     if cfg.method == "opsd":
@@ -141,6 +141,5 @@ def _precheck(cfg) -> None:
 
         load_records(cfg.input)
         load_templates(cfg.templates)
-    for spec in cfg.targets:
-        check_set(*parse_target_spec(spec), tokenizer_fingerprint(tokenizer))
+    check_selections(cfg.targets, tokenizer_fingerprint(tokenizer))
     cfg.micro_and_accumulation(cfg.nproc)

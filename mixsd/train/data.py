@@ -91,6 +91,23 @@ def check_set(root: Path, lams: list[float] | None, fingerprint: str) -> None:
             raise MixsdError(f"{root}: λ={missing[0]:g} not in the set (it holds λ: {have})")
 
 
+def check_selections(specs: list[str], fingerprint: str) -> None:
+    """Every `--targets` selection checked (`check_set`), and no two that share a row: the same
+    set twice, or one λ selected twice, would train those rows twice (the check `targets merge`
+    makes, on each selection's parts)."""
+    from mixsd.targets.ops import refuse_duplicates
+    from mixsd.targets.reader import listed_parts, read_manifest
+
+    roots, manifests = [], []
+    for spec in specs:
+        root, lams = parse_target_spec(spec)
+        check_set(root, lams, fingerprint)
+        manifest = read_manifest(root)
+        roots.append(root)
+        manifests.append({**manifest, "parts": listed_parts(manifest, lams)})
+    refuse_duplicates(roots, manifests, "train on")
+
+
 def load_examples(
     specs: list[str],
     tokenizer,
@@ -111,9 +128,9 @@ def load_examples(
     fingerprint = tokenizer_fingerprint(tokenizer)
     examples: list[Example] = []
     stats = DataStats(failed_policy=failed)
+    check_selections(specs, fingerprint)
     for spec in specs:
         root, lams = parse_target_spec(spec)
-        check_set(root, lams, fingerprint)
         n_before = len(examples)
         for batch in iter_batches(root, lams=lams, columns=COLUMNS):
             for row in batch.to_pylist():

@@ -98,3 +98,16 @@ def test_tokenizer_mismatch_is_refused(tmp_path, tiny_tokenizer):
     )
     with pytest.raises(MixsdError, match="made with another tokenizer"):
         load_examples([str(root)], tiny_tokenizer, max_len=2048)
+
+
+def test_overlapping_selections_are_refused(mixsd_set, tiny_tokenizer):
+    """The same set twice, or a λ selected twice, would train its rows twice: refused as `targets
+    merge` refuses duplicates. Different λ of one set are different rows."""
+    for specs in ([str(mixsd_set)] * 2, [str(mixsd_set), f"{mixsd_set}:lam=0.5"]):
+        with pytest.raises(MixsdError, match=r"\(id 'q0', sample 0, λ 0.[35]\) is also in .*"
+                           "refusing to train on duplicates"):  # fmt: skip
+            load_examples(specs, tiny_tokenizer, max_len=2048)
+    both, _ = load_examples(
+        [f"{mixsd_set}:lam=0.3", f"{mixsd_set}:lam=0.5"], tiny_tokenizer, max_len=2048
+    )
+    assert len(both) == 32

@@ -231,3 +231,16 @@ def test_recall_counts_what_greedy_decoding_says(tiny_model, tiny_tokenizer):
     no_pad.pad_token = None
     assert no_pad.pad_token_id is None
     assert greedy_recall(tiny_model, no_pad, exs, 10, 8, methods=("contains",)) == 2 / 3
+
+
+def test_cli_duplicate_targets_is_one_line_before_any_process_starts(
+    tiny_model_dir, mixsd_set, tmp_path
+):
+    p = _cli("--model", tiny_model_dir, "--targets", mixsd_set, "--targets", f"{mixsd_set}:lam=0.5",
+             "--out", tmp_path / "r", "--nproc", 2, "--zero", 2)  # fmt: skip
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: {mixsd_set}: (id 'q0', sample 0, λ 0.5) is also in {mixsd_set}: "
+        "refusing to train on duplicates"
+    ]
+    assert not (tmp_path / "r").exists()
