@@ -108,6 +108,37 @@ def check_selections(specs: list[str], fingerprint: str) -> None:
     refuse_duplicates(roots, manifests, "train on")
 
 
+def selection_fingerprint(specs: list[str]) -> dict:
+    """What a run trains on: per `--targets` selection, the parts its manifest lists (path, λ,
+    rows and the sha256 the set's writer recorded; nothing is hashed again). A set that gains a λ
+    or loses, adds or rewrites a part changes it."""
+    from mixsd.targets.reader import listed_parts, read_manifest
+
+    out = {}
+    for spec in specs:
+        root, lams = parse_target_spec(spec)
+        parts = listed_parts(read_manifest(root), lams)
+        out[spec] = [{k: p[k] for k in ("path", "lam", "rows", "sha256")} for p in parts]
+    return out
+
+
+def data_change(old: dict, new: dict) -> str | None:
+    """The first difference between two data fingerprints (`selection_fingerprint`, or OPSD's
+    files), in words; None when they are equal."""
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if not (isinstance(a, list) and isinstance(b, list)):
+            return f"{key} {'changed' if a and b else 'added' if b else 'gone'}"
+        a, b = ({p["path"]: p for p in parts} for parts in (a, b))
+        added = [f"{p} added ({b[p]['rows']} rows)" for p in sorted(set(b) - set(a))]
+        gone = [f"{p} gone" for p in sorted(set(a) - set(b))]
+        rewritten = [f"{p} rewritten" for p in sorted(set(a) & set(b)) if a[p] != b[p]]
+        return f"--targets {key}: part " + ", ".join(added + gone + rewritten)
+    return None
+
+
 def load_examples(
     specs: list[str],
     tokenizer,

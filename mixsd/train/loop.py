@@ -5,8 +5,8 @@ Each optimizer step takes the next `batch_size` items (target rows, or OPSD prom
 per-epoch order, splits them over processes and micro-steps (schedule.micro_slices), packs each
 micro-batch without padding between sequences (packing), and normalises the loss by the token
 count of the whole global batch: the update is the same for 1 process or N. Writes
-`RUN/config.yaml`, `RUN/metrics.jsonl`, checkpoints, exports and the final `RUN/model/`; the same
-command resumes a killed run.
+`RUN/config.yaml`, `RUN/data.json` (what it trains on), `RUN/metrics.jsonl`, checkpoints, exports
+and the final `RUN/model/`; the same command resumes a killed run (on the same data only).
 """
 
 from __future__ import annotations
@@ -63,6 +63,35 @@ def _check_resume(run: Path, cfg: TrainConfig) -> None:
                 f"{path}: cannot resume with a different '{key}' ({old.get(key)!r} -> {new.get(key)!r}); "
                 "use another --out or the same options"
             )
+
+
+def _data_fingerprint(cfg: TrainConfig) -> dict:
+    """What the run trains on (`RUN/data.json`): the target selections' parts and checksums, or
+    OPSD's input records file (and templates file) by content."""
+    if cfg.method == "nll":
+        from mixsd.train.data import selection_fingerprint
+
+        return selection_fingerprint(cfg.targets)
+    from mixsd.targets.provenance import sha256_file
+
+    files = {"input": cfg.input, "templates": cfg.templates}
+    return {k: f"{v}: sha256 {sha256_file(v)}" for k, v in files.items() if v is not None}
+
+
+def _check_data(run: Path, fingerprint: dict) -> None:
+    """Refuse to resume on other data than the run started on (a set that gained a λ since, a
+    part rewritten, an edited input file): the resumed steps would not be the run's steps."""
+    from mixsd.train.data import data_change
+
+    path = run / "data.json"
+    if not (run / "checkpoints" / "latest").is_file() or not path.is_file():
+        return
+    changed = data_change(json.loads(path.read_text(encoding="utf-8")), fingerprint)
+    if changed:
+        raise MixsdError(
+            f"{run}: cannot resume, the training data changed since the run started ({changed}); "
+            "restore the data, or train into a new --out"
+        )
 
 
 def _load_model(path: str):
@@ -180,6 +209,8 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     rank, world = _distributed(cfg.zero)
     run_dir = Path(cfg.out)
     _check_resume(run_dir, cfg)
+    fingerprint = _data_fingerprint(cfg)
+    _check_data(run_dir, fingerprint)
     torch.manual_seed(cfg.seed)
     tokenizer, model = _load_model(cfg.model)
     max_len = cfg.max_len or model.config.max_position_embeddings
@@ -197,6 +228,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         checkpoint.write_atomic(
             run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False)
         )
+        checkpoint.write_atomic(run_dir / "data.json", json.dumps(fingerprint, indent=1) + "\n")
     start = checkpoint.load(run_dir, backend, rank)
     if rank == 0:
         checkpoint.trim_metrics(metrics_path, start)

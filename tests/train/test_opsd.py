@@ -156,6 +156,18 @@ def test_opsd_kill_and_resume_reach_the_same_weights(tiny_model_dir, records, tm
     assert losses[0] == losses[1]
 
 
+def test_opsd_resume_refuses_an_edited_input(tiny_model_dir, records, tmp_path):
+    mine = tmp_path / "train.jsonl"
+    mine.write_text(records.read_text())
+    cfg = _cfg(tiny_model_dir, mine, tmp_path / "r", steps=2, batch_size=2)
+    run(cfg, stop_after=1)
+    mine.write_text(records.read_text().replace("Town1", "Town9"))
+    from mixsd.errors import MixsdError
+
+    with pytest.raises(MixsdError, match=r"the training data changed .*\(input changed\)"):
+        run(cfg)
+
+
 def test_opsd_config_checks(tiny_model_dir, records, tmp_path):
     from mixsd.errors import MixsdError
 

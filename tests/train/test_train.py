@@ -98,6 +98,38 @@ def test_resume_refuses_a_changed_trajectory(tiny_model_dir, sft_set, tmp_path):
     assert (tmp_path / "r" / "model").is_dir()
 
 
+def test_resume_refuses_changed_data(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """A set that gained a λ since the run started: the run trained on 6 rows, it must not resume
+    on 9. A selection the new λ does not touch still resumes; so does the restored set."""
+    import shutil
+
+    from mixsd.errors import MixsdError
+
+    from .conftest import set_rows, write_set
+
+    root = write_set(tmp_path / "set", tiny_tokenizer, set_rows(tiny_tokenizer, 6, "mixsd", 0.3))
+    kept = shutil.copytree(root, tmp_path / "copy")
+    every, one = (_cfg(tiny_model_dir, [spec], tmp_path / name, steps=3, batch_size=2)
+                  for spec, name in ((str(root), "every"), (f"{root}:lam=0.3", "one")))  # fmt: skip
+    run(every, stop_after=1)
+    run(one, stop_after=1)
+    assert json.loads((tmp_path / "every" / "data.json").read_text())[str(root)][0]["rows"] == 6
+    write_set(root, tiny_tokenizer, set_rows(tiny_tokenizer, 3, "mixsd", 0.5))  # a λ added
+    with pytest.raises(
+        MixsdError,
+        match=r"every: cannot resume, the training data changed since the run started \(--targets "
+        r".*/set: part lam=0.5/part-0-of-1-\d+.parquet added \(3 rows\)\); restore the data, or "
+        r"train into a new --out",
+    ):
+        run(every)
+    assert (tmp_path / "every" / "checkpoints" / "latest").read_text() == "step-1"
+    run(one)  # λ=0.3 only: its parts are unchanged
+    shutil.rmtree(root)
+    shutil.copytree(kept, root)
+    run(every)
+    assert _losses(tmp_path / "every") == _losses(tmp_path / "one")
+
+
 def test_trim_metrics_drops_later_steps_and_a_partial_line(tmp_path):
     from mixsd.train.checkpoint import trim_metrics
 
