@@ -108,6 +108,19 @@ def check_selections(specs: list[str], fingerprint: str) -> None:
     refuse_duplicates(roots, manifests, "train on")
 
 
+def answer_methods(specs: list[str]) -> tuple[str, ...] | None:
+    """The answer methods the selections' sets were checked with (their provenance's
+    `answer_methods`, each once, in order), so recall scores answers as the sets' answer check
+    did; None when no set records any (e.g. SFT sets made from references)."""
+    from mixsd.targets.reader import read_manifest
+
+    methods: list[str] = []
+    for spec in specs:
+        provenance = read_manifest(parse_target_spec(spec)[0])["provenance"]
+        methods += [m for m in provenance.get("answer_methods") or [] if m not in methods]
+    return tuple(methods) or None
+
+
 def selection_fingerprint(specs: list[str]) -> dict:
     """What a run trains on: per `--targets` selection, the parts its manifest lists (path, λ,
     rows and the sha256 the set's writer recorded; nothing is hashed again). A set that gains a λ

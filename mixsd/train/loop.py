@@ -282,7 +282,9 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         if epoch_end and cfg.export_every_epoch:
             checkpoint.export(backend, tokenizer, run_dir / "exports" / f"epoch-{epoch + 1}", rank)
         if epoch_end and cfg.recall_every_epoch:
-            recall = _recall(backend, tokenizer, objective.recall_examples(), cfg, rank)
+            recall = _recall(
+                backend, tokenizer, objective.recall_examples(), cfg, rank, _answer_methods(cfg)
+            )
             if rank == 0:
                 _log(
                     metrics_path,
@@ -312,15 +314,29 @@ def _log(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _recall(backend, tokenizer, examples, cfg: TrainConfig, rank: int) -> float | None:
-    """Closed-book greedy recall on (up to `recall_limit`) training questions, on process 0."""
+def _answer_methods(cfg: TrainConfig) -> tuple[str, ...]:
+    """How recall scores an answer: as the run's answer check does (OPSD: `answer_methods`;
+    target sets: the methods their answer check used, from their provenance; boxed and number
+    when no set records any)."""
+    if cfg.method == "opsd":
+        return tuple(cfg.answer_methods)
+    from mixsd.train.data import answer_methods
+
+    return answer_methods(cfg.targets) or ("boxed", "number")
+
+
+def _recall(
+    backend, tokenizer, examples, cfg: TrainConfig, rank: int, methods: tuple[str, ...]
+) -> float | None:
+    """Closed-book greedy recall on (up to `recall_limit`) training questions, on process 0,
+    answers scored with `methods` (`mixsd.answers`)."""
     if rank != 0:
         return None
     from mixsd.train.recall import greedy_recall
 
     backend.module.eval()
     value = greedy_recall(
-        backend.module, tokenizer, examples, cfg.recall_limit, cfg.recall_max_new_tokens
+        backend.module, tokenizer, examples, cfg.recall_limit, cfg.recall_max_new_tokens, methods
     )
     backend.module.train()
     return value

@@ -276,3 +276,26 @@ def test_cli_duplicate_targets_is_one_line_before_any_process_starts(
         "refusing to train on duplicates"
     ]
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("methods, recall", [(["contains"], 1.0), (None, 0.0)])
+def test_recall_scores_with_the_sets_answer_methods(
+    methods, recall, tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch
+):
+    """A model that answers in sentences ("It is X3, I think.") recalls every fact under the
+    set's `contains` check (recorded in its provenance by generate), none under boxed/number
+    (the default when the set records no methods)."""
+    from mixsd.generate import greedy
+
+    from .conftest import set_rows, write_set
+
+    rows = set_rows(tiny_tokenizer, 4, "mixsd", 0.3)
+    extra = {"answer_methods": methods} if methods else {}
+    root = write_set(tmp_path / "set", tiny_tokenizer, rows, **extra)
+    said = {tuple(r["prompt_ids"]): f"It is {r['answer']}, I think." for r in rows}
+    monkeypatch.setattr(greedy, "greedy_answers", lambda m, t, prompts, *a, **k: [
+        said[tuple(p)] for p in prompts])  # fmt: skip
+    cfg = _cfg(tiny_model_dir, [str(root)], tmp_path / "r", epochs=1, recall_every_epoch=True,
+               failed="keep")  # fmt: skip
+    run(cfg)
+    assert _metric(tmp_path / "r", "recall") == [recall]
