@@ -60,6 +60,13 @@ def train(
         Str,
         typer.Option(help="Rows that failed every answer check: reference | drop | keep."),
     ] = None,
+    allow_mostly_reference: Annotated[
+        Bool,
+        typer.Option(
+            "--allow-mostly-reference/--no-allow-mostly-reference",
+            help="Train a MixSD selection most of whose rows --failed reference replaces (SFT).",
+        ),
+    ] = None,
     max_len: Annotated[
         Int, typer.Option(help="Max prompt+target tokens (default: the model's).")
     ] = None,
@@ -132,7 +139,7 @@ def train(
 def _precheck(cfg) -> None:
     from mixsd.data.models import load_tokenizer
     from mixsd.targets.provenance import tokenizer_fingerprint
-    from mixsd.train.data import check_selections
+    from mixsd.train.data import check_selections, reference_share
 
     tokenizer = load_tokenizer(cfg.model)
     if cfg.method == "opsd":
@@ -142,4 +149,5 @@ def _precheck(cfg) -> None:
         load_records(cfg.input)
         load_templates(cfg.templates)
     check_selections(cfg.targets, tokenizer_fingerprint(tokenizer))
+    reference_share(cfg.targets, cfg.failed, cfg.allow_mostly_reference)
     cfg.micro_and_accumulation(cfg.nproc)

@@ -15,7 +15,7 @@ FAILED = ("reference", "drop", "keep")
 METHODS = ("nll", "opsd")
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 # Options that only one method reads: set under the other, they are an error, not ignored.
-NLL_ONLY = ("targets", "failed", "too_long")
+NLL_ONLY = ("targets", "failed", "too_long", "allow_mostly_reference")
 OPSD_ONLY = ("input", "templates", "divergence", "jsd_beta", "teacher_top_k", "rollouts",
              "rollout_max_new_tokens", "rollout_temperature", "answer_methods")  # fmt: skip
 
@@ -26,6 +26,7 @@ RESUMABLE_CHANGES = (
     "recall_every_epoch",
     "recall_limit",
     "recall_max_new_tokens",
+    "allow_mostly_reference",  # a check at start; the data itself is checked on resume (data.json)
 )
 
 
@@ -62,6 +63,8 @@ class TrainConfig:
     save_every: int = 0  # checkpoint every N optimizer steps (0: at epoch ends only)
     export_every_epoch: bool = False  # RUN/exports/epoch-<k>/ HF dirs, to pick the "first peak"
     failed: str = "reference"  # rows that failed every answer check: reference | drop | keep
+    # train a MixSD selection more than half of whose rows `failed: reference` replaces (an SFT run)
+    allow_mostly_reference: bool = False
     max_len: int | None = None  # prompt + target tokens; default: the model's max positions
     too_long: str = "truncate"  # truncate the target (and count) or refuse the set
     gradient_checkpointing: bool = False

@@ -8,7 +8,11 @@ missing or invalid set and over-long sequences (with `too_long="refuse"`) are on
 Failed rows (`correct == false`: every rejection attempt gave a wrong answer) follow a policy:
 `keep` trains on the wrong answer, `drop` leaves the fact out, `reference` (the default, as the
 authors do for SimpleQA) trains on the reference answer instead, so every fact is taught and none
-wrongly. Rows never checked (`correct` null, e.g. no rejection sampling) are always kept.
+wrongly. Rows never checked (`correct` null, e.g. no rejection sampling) are always kept. When
+more than half of a MixSD selection's rows would train on their references (an answer check that
+never matches the model's answers, e.g. `\\boxed{}` expected from a model that answers in
+sentences), the run would be an SFT run under a MixSD name: refused unless
+`allow_mostly_reference`; any share is said in a warning and recorded in the run's metrics.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from mixsd.errors import MixsdError
 
+MOSTLY_REFERENCE = 0.5  # above this share of a MixSD selection's rows replaced: refused
 COLUMNS = ["id", "prompt_ids", "target_ids", "finish_reason", "correct", "answer", "reference"]
 
 
@@ -47,6 +52,7 @@ class DataStats:
     failed: int = 0  # rows with correct == false, whatever the policy did with them
     failed_policy: str = "reference"
     replaced: int = 0  # failed rows trained on their reference instead
+    replaced_share: float = 0.0  # of the MixSD (λ) rows: replaced by their reference
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -121,6 +127,45 @@ def answer_methods(specs: list[str]) -> tuple[str, ...] | None:
     return tuple(methods) or None
 
 
+def reference_share(specs: list[str], failed: str, allow_mostly_reference: bool = False) -> float:
+    """The share of the selections' MixSD (λ) rows that `failed="reference"` trains on their
+    reference answer (0 under another policy). A selection where that is more than
+    `MOSTLY_REFERENCE` is refused unless `allow_mostly_reference`: its run would be SFT."""
+    from mixsd.targets.reader import iter_batches
+
+    if failed != "reference":
+        return 0.0
+    replaced_all = rows_all = 0
+    for spec in specs:
+        root, lams = parse_target_spec(spec)
+        replaced = rows = 0
+        for batch in iter_batches(root, lams=lams, columns=["lam", "correct"]):
+            for lam, correct in zip(batch.column("lam").to_pylist(),
+                                    batch.column("correct").to_pylist(), strict=True):  # fmt: skip
+                rows += lam is not None
+                replaced += lam is not None and correct is False
+        if rows and replaced / rows > MOSTLY_REFERENCE and not allow_mostly_reference:
+            raise MixsdError(
+                f"--targets {spec}: {replaced} of {rows} MixSD rows ({replaced / rows:.0%}) failed "
+                "their answer check and would train on their reference answers (--failed "
+                "reference): an SFT run, not MixSD. Check the answer methods the set was made with "
+                "(e.g. --answer-methods contains for a model that answers in sentences), or pass "
+                "--allow-mostly-reference"
+            )
+        replaced_all, rows_all = replaced_all + replaced, rows_all + rows
+    return replaced_all / rows_all if rows_all else 0.0
+
+
+def reference_warning(stats: DataStats) -> str | None:
+    """The line that says a run trains part of its MixSD rows on references (None: none)."""
+    if not stats.replaced_share:
+        return None
+    return (
+        f"warning: {stats.replaced_share:.0%} of the MixSD rows failed their answer check and "
+        "train on their reference answers (--failed reference): for them this run is SFT"
+    )
+
+
 def selection_fingerprint(specs: list[str]) -> dict:
     """What a run trains on: per `--targets` selection, the parts its manifest lists (path, λ,
     rows and the sha256 the set's writer recorded; nothing is hashed again). A set that gains a λ
@@ -158,11 +203,13 @@ def load_examples(
     max_len: int,
     too_long: str = "truncate",
     failed: str = "reference",
+    allow_mostly_reference: bool = False,
 ) -> tuple[list[Example], DataStats]:
     """All training examples of the sets `specs`, in set then stored order.
 
     Rows without a target (e.g. `prompt_too_long`) are dropped and counted; failed rows follow
-    `failed` (keep | drop | reference, see the module doc). A sequence longer than `max_len` has
+    `failed` (keep | drop | reference, see the module doc; a MixSD selection mostly replaced by
+    references is refused unless `allow_mostly_reference`). A sequence longer than `max_len` has
     its target cut to fit (`too_long="truncate"`, counted) or stops the run (`"refuse"`); a prompt
     that alone fills `max_len` is dropped.
     """
@@ -173,6 +220,7 @@ def load_examples(
     examples: list[Example] = []
     stats = DataStats(failed_policy=failed)
     check_selections(specs, fingerprint)
+    stats.replaced_share = reference_share(specs, failed, allow_mostly_reference)
     for spec in specs:
         root, lams = parse_target_spec(spec)
         n_before = len(examples)

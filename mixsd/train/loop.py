@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -23,7 +24,7 @@ from mixsd.config import to_dict
 from mixsd.errors import MixsdError
 from mixsd.train import checkpoint, schedule
 from mixsd.train.config import RESUMABLE_CHANGES, TrainConfig
-from mixsd.train.data import load_examples
+from mixsd.train.data import load_examples, reference_warning
 from mixsd.train.packing import Packed, pack
 
 
@@ -189,12 +190,16 @@ class TargetNLL:
         return self.examples
 
 
-def _objective(cfg: TrainConfig, tokenizer, max_len: int):
+def _objective(cfg: TrainConfig, tokenizer, max_len: int, rank: int):
     if cfg.method == "opsd":
         from mixsd.train.opsd import OPSD
 
         return OPSD(cfg, tokenizer, max_len)
-    examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed)
+    examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed,
+                                    cfg.allow_mostly_reference)  # fmt: skip
+    warning = reference_warning(stats)
+    if warning and rank == 0:
+        print(warning, file=sys.stderr, flush=True)
     return TargetNLL(examples, stats)
 
 
@@ -214,7 +219,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     tokenizer, model = _load_model(cfg.model)
     max_len = cfg.max_len or model.config.max_position_embeddings
-    objective = _objective(cfg, tokenizer, max_len)
+    objective = _objective(cfg, tokenizer, max_len, rank)
     n = objective.n_items
     total = schedule.total_steps(n, cfg.batch_size, cfg.epochs, cfg.steps)
     per_epoch = schedule.steps_per_epoch(n, cfg.batch_size)

@@ -72,6 +72,22 @@ def test_mixsd_set_at_one_lambda_learns(tiny_model_dir, mixsd_set, tmp_path):
     assert (data["failed"], data["failed_policy"], data["replaced"]) == (3, "reference", 3)
 
 
+def test_references_share_is_warned_and_recorded(tiny_model_dir, tiny_tokenizer, tmp_path, capsys):
+    """3 of 16 λ rows (ids 4, 9, 14) train on their references: one warning line at start, the
+    share in the run's metrics."""
+    from .conftest import set_rows, write_set
+
+    root = write_set(tmp_path / "set", tiny_tokenizer, set_rows(tiny_tokenizer, 16, "mixsd", 0.5))
+    run(_cfg(tiny_model_dir, [str(root)], tmp_path / "run", steps=1))
+    data = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert data["replaced_share"] == 3 / 16
+    warnings = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert warnings == [
+        "warning: 19% of the MixSD rows failed their answer check and train on their reference "
+        "answers (--failed reference): for them this run is SFT"
+    ]
+
+
 def test_kill_and_resume_reaches_the_same_weights(tiny_model_dir, sft_set, tmp_path):
     kw = dict(steps=9, micro_batch_size=2, schedule="cosine", save_every=2)
     whole = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "a", **kw))
@@ -299,3 +315,30 @@ def test_recall_scores_with_the_sets_answer_methods(
                failed="keep")  # fmt: skip
     run(cfg)
     assert _metric(tmp_path / "r", "recall") == [recall]
+
+
+def test_cli_mostly_references_is_refused_in_one_line(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """A model that never boxes its answers fails every check of a boxed set: all 4 rows would
+    train on their references. Refused before any process starts; allowed when asked."""
+    from .conftest import set_rows, write_set
+
+    rows = set_rows(tiny_tokenizer, 4, "mixsd", 0.0)
+    for r in rows:
+        r["correct"] = False
+    root = write_set(tmp_path / "set", tiny_tokenizer, rows)
+    args = ["--model", tiny_model_dir, "--targets", f"{root}:lam=0", "--out", tmp_path / "r",
+            "--steps", 1, "--batch-size", 2]  # fmt: skip
+    p = _cli(*args, "--nproc", 2)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: --targets {root}:lam=0: 4 of 4 MixSD rows (100%) failed their answer check and "
+        "would train on their reference answers (--failed reference): an SFT run, not MixSD. "
+        "Check the answer methods the set was made with (e.g. --answer-methods contains for a "
+        "model that answers in sentences), or pass --allow-mostly-reference"
+    ]
+    assert not (tmp_path / "r").exists()
+    p = _cli(*args, "--allow-mostly-reference")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "warning: 100% of the MixSD rows failed their answer check" in p.stderr
+    data = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
+    assert (data["replaced"], data["replaced_share"]) == (4, 1.0)
