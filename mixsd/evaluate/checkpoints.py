@@ -4,6 +4,7 @@ tokenizer, loading their weights, and the one seam to decoding (`greedy_answers`
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -65,6 +66,24 @@ def resolve_models(paths: list[str]) -> list[tuple[str, str, Path]]:
                 f"{p}: not a run dir (exports/, model/) nor an HF model dir (config.json)"
             )
     return out
+
+
+def replaced_share(path: str | Path) -> float | None:
+    """The share of a run's MixSD rows that it trained on their reference answers (`--failed
+    reference`), from the last `data` line of `RUN/metrics.jsonl`; None for an HF dir or a run
+    that records none."""
+    metrics = Path(path) / "metrics.jsonl"
+    if not metrics.is_file():
+        return None
+    share = None
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a kill during a write leaves a partial last line
+            continue
+        if isinstance(record, dict) and record.get("event") == "data":
+            share = record.get("replaced_share")
+    return share
 
 
 def check_tokenizers(tokenizer, model_dirs: list[Path], target_sets: list[str]) -> None:

@@ -67,6 +67,13 @@ def render_markdown(m: dict) -> str:
             "★ the run's first-peak checkpoint (the first new maximum of training accuracy "
             f"that the next checkpoint does not exceed{by}).",
         ]
+    if any(c["replaced_share"] for c in ckpts):
+        lines += [
+            "",
+            "(N% on references): the share of the run's MixSD rows that failed their answer check "
+            "and were trained on their reference answers (`--failed reference`): for those rows "
+            "the run is SFT.",
+        ]
     lines += [""]
     rows = [("base", base)] + [(_name(c), c) for c in ckpts]
     splits = list(base["memorization"])
@@ -130,7 +137,10 @@ def render_markdown(m: dict) -> str:
 
 def _name(c: dict) -> str:
     peak = " ★" if c["first_peak"] else ""
-    return f"{c['run']} / {c['checkpoint']}{peak}" if c["checkpoint"] else c["run"] + peak
+    run = c["run"]
+    if c["replaced_share"]:
+        run += f" ({100 * c['replaced_share']:.0f}% on references)"
+    return f"{run} / {c['checkpoint']}{peak}" if c["checkpoint"] else run + peak
 
 
 def _pct(x: float) -> str:

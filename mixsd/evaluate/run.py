@@ -19,6 +19,7 @@ from mixsd.evaluate.checkpoints import (
     check_tokenizers,
     cpu_params,
     greedy_answers,
+    replaced_share,
     resolve_models,
 )
 from mixsd.evaluate.config import EvaluateConfig
@@ -45,9 +46,18 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     answer = _Answerer(cfg, groups, prompts, device, dtype)
     base = {"path": cfg.base, **answer("base", cfg.base)}
     rows = []
+    shares = {Path(p).name: replaced_share(p) for p in cfg.models}  # labels are dir names
     for run, name, path in track(checkpoints, "checkpoints", "model"):
         label = f"{run}/{name}" if name else run
-        rows.append({"run": run, "checkpoint": name, "path": str(path), **answer(label, str(path))})
+        rows.append(
+            {
+                "run": run,
+                "checkpoint": name,
+                "path": str(path),
+                "replaced_share": shares[run],
+                **answer(label, str(path)),
+            }
+        )
     for c in rows:
         c["retention"] = retention(c["suites"], base["suites"])
     _mark_first_peaks(rows, cfg.peak_tolerance)

@@ -45,7 +45,7 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
             check_compatible(manifests[0]["provenance"], m["provenance"])
         except MixsdError as e:
             raise MixsdError(f"{path} cannot merge with {sets[0]}: {e}") from None
-    _refuse_duplicates(sets, manifests)
+    refuse_duplicates(sets, manifests)
     merged = new_manifest(manifests[0]["provenance"])
     merged["stats"] = {
         "merged_from": {str(s): m.get("stats", {}) for s, m in zip(sets, manifests, strict=True)}
@@ -63,8 +63,10 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
     return merged["rows"]
 
 
-def _refuse_duplicates(sets: list, manifests: list[dict]) -> None:
-    """Keys can only collide within one λ: compare key sets only for λ held by several inputs."""
+def refuse_duplicates(sets: list, manifests: list[dict], doing: str = "merge") -> None:
+    """Refuse an (id, sample, λ) key held by two of `sets` (their `manifests` list the parts to
+    compare: train passes each selection's). Keys can only collide within one λ: compare key sets
+    only for λ held by several inputs."""
     held: dict[str, tuple[float | None, list[int]]] = {}  # λ text -> (λ, inputs holding it)
     for i, m in enumerate(manifests):
         for p in m["parts"]:
@@ -83,7 +85,7 @@ def _refuse_duplicates(sets: list, manifests: list[dict]) -> None:
                     if seen.setdefault(key, i) != i:
                         raise MixsdError(
                             f"{sets[i]}: (id {key[0]!r}, sample {key[1]}, λ {show_lam(lam)}) "
-                            f"is also in {sets[seen[key]]}: refusing to merge duplicates"
+                            f"is also in {sets[seen[key]]}: refusing to {doing} duplicates"
                         )
 
 

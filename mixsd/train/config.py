@@ -16,7 +16,8 @@ TOO_LONG = ("truncate", "refuse")
 FAILED = ("reference", "drop", "keep")
 METHODS = ("nll", "opsd")
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
-NLL_ONLY = ("targets", "failed", "too_long")  # read from target sets: refused with --method opsd
+# read from target sets: refused with --method opsd
+NLL_ONLY = ("targets", "failed", "too_long", "allow_mostly_reference")
 
 # Options that do not change the training trajectory: a resumed run may change them
 # (answer_methods only grades: recall, and the accuracy of OPSD's rollouts).
@@ -27,6 +28,7 @@ RESUMABLE_CHANGES = (
     "recall_limit",
     "recall_max_new_tokens",
     "answer_methods",
+    "allow_mostly_reference",  # a check at start; the data itself is checked on resume (data.json)
 )
 
 
@@ -105,6 +107,9 @@ class TrainConfig:
     failed: str = option(
         "reference", "nll: rows that failed every answer check: reference | drop | keep."
     )
+    allow_mostly_reference: bool = option(
+        False, "nll: train a MixSD selection most of whose rows --failed reference replaces (SFT)."
+    )
     max_len: int | None = option(None, "Max prompt+target tokens (default: the model's).")
     too_long: str = option("truncate", "nll: truncate (and count) | refuse over-long sequences.")
     gradient_checkpointing: bool = option(False, "Recompute activations in backward.")
@@ -112,8 +117,10 @@ class TrainConfig:
     recall_every_epoch: bool = option(False, "Closed-book greedy recall per epoch.")
     recall_limit: int = option(256, "Training questions the recall hook asks.")
     recall_max_new_tokens: int = option(64, "Answer length cap of the recall hook.")
-    answer_methods: list[str] = option(
-        ["boxed", "number"], "How recall and OPSD's rollouts are graded: boxed,number,contains."
+    answer_methods: list[str] | None = option(
+        None,
+        "How recall and OPSD's rollouts are graded: boxed,number,contains (default: nll: the "
+        "methods the target sets were checked with, as generate recorded them; else boxed,number).",
     )
     opsd: OPSDConfig | None = None  # --method opsd only
 
@@ -158,7 +165,8 @@ class TrainConfig:
                 "option 'recall_every_epoch': not with ZeRO-3 (sharded weights); "
                 "use --export-every-epoch and evaluate the exports"
             )
-        self.answer_methods = check_methods(self.answer_methods)
+        if self.answer_methods is not None:
+            self.answer_methods = check_methods(self.answer_methods)
 
     def micro_and_accumulation(self, world: int) -> tuple[int, int]:
         """(sequences per process per forward, gradient-accumulation steps) for `world` processes."""

@@ -8,7 +8,11 @@ missing or invalid set and over-long sequences (with `too_long="refuse"`) are on
 Failed rows (`correct == false`: every rejection attempt gave a wrong answer) follow a policy:
 `keep` trains on the wrong answer, `drop` leaves the fact out, `reference` (the default, as the
 authors do for SimpleQA) trains on the reference answer instead, so every fact is taught and none
-wrongly. Rows never checked (`correct` null, e.g. no rejection sampling) are always kept.
+wrongly. Rows never checked (`correct` null, e.g. no rejection sampling) are always kept. When
+more than half of a MixSD selection's rows would train on their references (an answer check that
+never matches the model's answers, e.g. `\\boxed{}` expected from a model that answers in
+sentences), the run would be an SFT run under a MixSD name: refused unless
+`allow_mostly_reference`; any share is said in a warning and recorded in the run's metrics.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from mixsd.errors import MixsdError
 
+MOSTLY_REFERENCE = 0.5  # above this share of a MixSD selection's rows replaced: refused
 COLUMNS = ["id", "prompt_ids", "target_ids", "finish_reason", "correct", "answer", "reference"]
 
 
@@ -47,6 +52,7 @@ class DataStats:
     failed: int = 0  # rows with correct == false, whatever the policy did with them
     failed_policy: str = "reference"
     replaced: int = 0  # failed rows trained on their reference instead
+    replaced_share: float = 0.0  # of the MixSD (λ) rows: replaced by their reference
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -91,17 +97,123 @@ def check_set(root: Path, lams: list[float] | None, fingerprint: str) -> None:
             raise MixsdError(f"{root}: λ={missing[0]:g} not in the set (it holds λ: {have})")
 
 
+def check_selections(specs: list[str], fingerprint: str) -> None:
+    """Every `--targets` selection checked (`check_set`), and no two that share a row: the same
+    set twice, or one λ selected twice, would train those rows twice (the check `targets merge`
+    makes, on each selection's parts)."""
+    from mixsd.targets.ops import refuse_duplicates
+    from mixsd.targets.reader import listed_parts, read_manifest
+
+    roots, manifests = [], []
+    for spec in specs:
+        root, lams = parse_target_spec(spec)
+        check_set(root, lams, fingerprint)
+        manifest = read_manifest(root)
+        roots.append(root)
+        manifests.append({**manifest, "parts": listed_parts(manifest, lams)})
+    refuse_duplicates(roots, manifests, "train on")
+
+
+def answer_methods(given: list[str] | None, specs: list[str]) -> tuple[str, ...]:
+    """How a run grades answers (per-epoch recall, OPSD's rollouts): the methods `given`
+    (`--answer-methods`) when set; else those the target sets of `specs` were checked with (their
+    provenance's `answer_methods`, each once, in order), so recall scores answers as the sets'
+    answer check did; else boxed, number (OPSD, or sets that record none, e.g. SFT sets)."""
+    if given is not None:
+        return tuple(given)
+    from mixsd.targets.reader import read_manifest
+
+    methods: list[str] = []
+    for spec in specs:
+        provenance = read_manifest(parse_target_spec(spec)[0])["provenance"]
+        methods += [m for m in provenance.get("answer_methods") or [] if m not in methods]
+    return tuple(methods) or ("boxed", "number")
+
+
+def reference_share(specs: list[str], failed: str, allow_mostly_reference: bool = False) -> float:
+    """The share of the selections' MixSD (λ) rows that `failed="reference"` trains on their
+    reference answer (0 under another policy). A selection where that is more than
+    `MOSTLY_REFERENCE` is refused unless `allow_mostly_reference`: its run would be SFT."""
+    from mixsd.targets.reader import iter_batches
+
+    if failed != "reference":
+        return 0.0
+    replaced_all = rows_all = 0
+    for spec in specs:
+        root, lams = parse_target_spec(spec)
+        replaced = rows = 0
+        for batch in iter_batches(root, lams=lams, columns=["lam", "correct"]):
+            for lam, correct in zip(
+                batch.column("lam").to_pylist(), batch.column("correct").to_pylist(), strict=True
+            ):
+                rows += lam is not None
+                replaced += lam is not None and correct is False
+        if rows and replaced / rows > MOSTLY_REFERENCE and not allow_mostly_reference:
+            raise MixsdError(
+                f"--targets {spec}: {replaced} of {rows} MixSD rows ({replaced / rows:.0%}) failed "
+                "their answer check and would train on their reference answers (--failed "
+                "reference): an SFT run, not MixSD. Check the answer methods the set was made with "
+                "(e.g. --answer-methods contains for a model that answers in sentences), or pass "
+                "--allow-mostly-reference"
+            )
+        replaced_all, rows_all = replaced_all + replaced, rows_all + rows
+    return replaced_all / rows_all if rows_all else 0.0
+
+
+def reference_warning(stats: DataStats) -> str | None:
+    """The line that says a run trains part of its MixSD rows on references (None: none)."""
+    if not stats.replaced_share:
+        return None
+    return (
+        f"warning: {stats.replaced_share:.0%} of the MixSD rows failed their answer check and "
+        "train on their reference answers (--failed reference): for them this run is SFT"
+    )
+
+
+def selection_fingerprint(specs: list[str]) -> dict:
+    """What a run trains on: per `--targets` selection, the parts its manifest lists (path, λ,
+    rows and the sha256 the set's writer recorded; nothing is hashed again). A set that gains a λ
+    or loses, adds or rewrites a part changes it."""
+    from mixsd.targets.reader import listed_parts, read_manifest
+
+    out = {}
+    for spec in specs:
+        root, lams = parse_target_spec(spec)
+        parts = listed_parts(read_manifest(root), lams)
+        out[spec] = [{k: p[k] for k in ("path", "lam", "rows", "sha256")} for p in parts]
+    return out
+
+
+def data_change(old: dict, new: dict) -> str | None:
+    """The first difference between two data fingerprints (`selection_fingerprint`, or OPSD's
+    files), in words; None when they are equal."""
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if not (isinstance(a, list) and isinstance(b, list)):
+            return f"{key} {'changed' if a and b else 'added' if b else 'gone'}"
+        a, b = ({p["path"]: p for p in parts} for parts in (a, b))
+        added = [f"{p} added ({b[p]['rows']} rows)" for p in sorted(set(b) - set(a))]
+        gone = [f"{p} gone" for p in sorted(set(a) - set(b))]
+        rewritten = [f"{p} rewritten" for p in sorted(set(a) & set(b)) if a[p] != b[p]]
+        return f"--targets {key}: part " + ", ".join(added + gone + rewritten)
+    return None
+
+
 def load_examples(
     specs: list[str],
     tokenizer,
     max_len: int,
     too_long: str = "truncate",
     failed: str = "reference",
+    allow_mostly_reference: bool = False,
 ) -> tuple[list[Example], DataStats]:
     """All training examples of the sets `specs`, in set then stored order.
 
     Rows without a target (e.g. `prompt_too_long`) are dropped and counted; failed rows follow
-    `failed` (keep | drop | reference, see the module doc). A sequence longer than `max_len` has
+    `failed` (keep | drop | reference, see the module doc; a MixSD selection mostly replaced by
+    references is refused unless `allow_mostly_reference`). A sequence longer than `max_len` has
     its target cut to fit (`too_long="truncate"`, counted) or stops the run (`"refuse"`); a prompt
     that alone fills `max_len` is dropped.
     """
@@ -111,9 +223,10 @@ def load_examples(
     fingerprint = tokenizer_fingerprint(tokenizer)
     examples: list[Example] = []
     stats = DataStats(failed_policy=failed)
+    check_selections(specs, fingerprint)
+    stats.replaced_share = reference_share(specs, failed, allow_mostly_reference)
     for spec in specs:
         root, lams = parse_target_spec(spec)
-        check_set(root, lams, fingerprint)
         n_before = len(examples)
         for batch in iter_batches(root, lams=lams, columns=COLUMNS):
             for row in batch.to_pylist():

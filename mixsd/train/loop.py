@@ -6,14 +6,15 @@ Each optimizer step takes the next `batch_size` items (target rows, or OPSD prom
 per-epoch order, splits them over processes and micro-steps (schedule.micro_slices), packs each
 micro-batch without padding between sequences (packing), and normalises the loss by the token
 count of the whole global batch: the update is the same for 1 process or N. Writes
-`RUN/config.yaml`, `RUN/metrics.jsonl`, checkpoints, exports and the final `RUN/model/`; the same
-command resumes a killed run.
+`RUN/config.yaml`, `RUN/data.json` (what it trains on), `RUN/metrics.jsonl`, checkpoints, exports
+and the final `RUN/model/`; the same command resumes a killed run (on the same data only).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from mixsd.io import write_atomic
 from mixsd.modeling import resolve_device, resolve_dtype
 from mixsd.train import checkpoint, schedule
 from mixsd.train.config import RESUMABLE_CHANGES, TrainConfig
-from mixsd.train.data import load_examples
+from mixsd.train.data import load_examples, reference_warning
 from mixsd.train.nll import TargetNLL
 from mixsd.train.objective import Objective
 from mixsd.train.packing import packs_one_row
@@ -67,6 +68,35 @@ def _check_resume(run: Path, cfg: TrainConfig) -> None:
                 f"{path}: cannot resume with a different '{key}' ({old.get(key)!r} -> {new.get(key)!r}); "
                 "use another --out or the same options"
             )
+
+
+def _data_fingerprint(cfg: TrainConfig) -> dict:
+    """What the run trains on (`RUN/data.json`): the target selections' parts and checksums, or
+    OPSD's input records file (and templates file) by content."""
+    if cfg.method == "nll":
+        from mixsd.train.data import selection_fingerprint
+
+        return selection_fingerprint(cfg.targets)
+    from mixsd.targets.provenance import sha256_file
+
+    files = {"input": cfg.opsd.input, "templates": cfg.opsd.templates}
+    return {k: f"{v}: sha256 {sha256_file(v)}" for k, v in files.items() if v is not None}
+
+
+def _check_data(run: Path, fingerprint: dict) -> None:
+    """Refuse to resume on other data than the run started on (a set that gained a λ since, a
+    part rewritten, an edited input file): the resumed steps would not be the run's steps."""
+    from mixsd.train.data import data_change
+
+    path = run / "data.json"
+    if not (run / "checkpoints" / "latest").is_file() or not path.is_file():
+        return
+    changed = data_change(json.loads(path.read_text(encoding="utf-8")), fingerprint)
+    if changed:
+        raise MixsdError(
+            f"{run}: cannot resume, the training data changed since the run started ({changed}); "
+            "restore the data, or train into a new --out"
+        )
 
 
 def _load_model(path: str):
@@ -120,12 +150,17 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
     return backend, micro, accumulation
 
 
-def _objective(cfg: TrainConfig, tokenizer, max_len: int, one_row: bool) -> Objective:
+def _objective(cfg: TrainConfig, tokenizer, max_len: int, one_row: bool, rank: int) -> Objective:
     if cfg.method == "opsd":
         from mixsd.train.opsd import OPSD
 
         return OPSD(cfg, tokenizer, max_len, one_row)
-    examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed)
+    examples, stats = load_examples(
+        cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed, cfg.allow_mostly_reference
+    )
+    warning = reference_warning(stats)
+    if warning and rank == 0:
+        print(warning, file=sys.stderr, flush=True)
     return TargetNLL(examples, stats, one_row)
 
 
@@ -139,15 +174,17 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     rank, world = _distributed(cfg.zero)
     run_dir = Path(cfg.out)
     _check_resume(run_dir, cfg)
+    data = _data_fingerprint(cfg)
+    _check_data(run_dir, data)
     torch.manual_seed(cfg.seed)
     tokenizer, model = _load_model(cfg.model)
     max_len = cfg.max_len or model.config.max_position_embeddings
-    objective = _objective(cfg, tokenizer, max_len, packs_one_row(model))
+    objective = _objective(cfg, tokenizer, max_len, packs_one_row(model), rank)
     total = schedule.total_steps(objective.n_items, cfg.batch_size, cfg.epochs, cfg.steps)
     backend, micro, accumulation = _build(cfg, model, rank, world, total)
     objective.prepare(backend)
     trainer = _Trainer(cfg, objective, backend, tokenizer, rank, world, micro, accumulation)
-    start = trainer.start()
+    start = trainer.start(data)
     end = total if stop_after is None else min(total, start + stop_after)
     # A bar on a terminal; a line every 30 s without one (SLURM logs, redirected runs).
     bar = Progress("train", total, "step", initial=start, enabled=rank == 0)
@@ -163,9 +200,19 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         )
     bar.close()
     model_dir = run_dir / "model"
-    if end == total and not model_dir.is_dir():
+    if end == total and _rank0_decides(rank == 0 and not model_dir.is_dir(), world):
         checkpoint.export(backend, tokenizer, model_dir, rank)
     return model_dir
+
+
+def _rank0_decides(flag: bool, world: int) -> bool:
+    """Process 0's `flag`, on every process (a collective: all must call it). A choice read from
+    a file that process 0 writes itself (the final model) must not be taken by each process at its
+    own time: a late one would find the file, skip the export's collectives and leave, and the
+    others would fail at the export's barrier ("Connection closed by peer")."""
+    from mixsd.train.backends import allreduce_sum
+
+    return allreduce_sum([float(flag)], world)[0] > 0
 
 
 class _Trainer:
@@ -188,14 +235,17 @@ class _Trainer:
         self.run_dir = Path(cfg.out)
         self.metrics = self.run_dir / "metrics.jsonl"
 
-    def start(self) -> int:
-        """Write RUN/config.yaml, restore the latest checkpoint; the step reached."""
+    def start(self, data: dict) -> int:
+        """Write RUN/config.yaml and RUN/data.json (`data`: what the run trains on, checked
+        against the one there by `_check_data`), restore the latest checkpoint; the step reached."""
         if self.rank == 0:
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            # Atomic: a resume parses it (`_check_resume`), a kill must not leave half of it.
+            # Atomic: a resume parses them (`_check_resume`, `_check_data`), a kill must not leave
+            # half of one.
             write_atomic(
                 self.run_dir / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False)
             )
+            write_atomic(self.run_dir / "data.json", json.dumps(data, indent=1) + "\n")
         start = checkpoint.load(self.run_dir, self.backend, self.rank)
         if self.rank == 0:
             checkpoint.trim_metrics(self.metrics, start)
@@ -267,9 +317,11 @@ def _log(path: Path, record: dict) -> None:
 
 
 def _recall(backend, tokenizer, examples, cfg: TrainConfig, rank: int) -> float | None:
-    """Closed-book greedy recall on (up to `recall_limit`) training questions, on process 0."""
+    """Closed-book greedy recall on (up to `recall_limit`) training questions, on process 0,
+    answers graded with the run's answer methods (`data.answer_methods`)."""
     if rank != 0:
         return None
+    from mixsd.train.data import answer_methods
     from mixsd.train.recall import greedy_recall
 
     backend.module.eval()
@@ -279,7 +331,7 @@ def _recall(backend, tokenizer, examples, cfg: TrainConfig, rank: int) -> float 
         examples,
         cfg.recall_limit,
         cfg.recall_max_new_tokens,
-        tuple(cfg.answer_methods),
+        answer_methods(cfg.answer_methods, cfg.targets),
     )
     backend.module.train()
     return value

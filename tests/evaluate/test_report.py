@@ -24,6 +24,7 @@ def _metrics():
                 "retention": retention(suites, base["suites"]),
                 "drift": {"fisher": 0.01 * k, "l2": 0.1 * k},
                 "first_peak": (run, k) in (("sft", 2), ("mixsd-0.3", 3)),
+                "replaced_share": None if run == "sft" else 0.0,
             })  # fmt: skip
     nll_values = {
         "sft": np.array([2.0, 3.0, 4.0], np.float32),
@@ -71,3 +72,18 @@ def test_report_without_nll_or_checkpoints(tmp_path):
     out = write_report(tmp_path / "r", metrics, {})
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.md"]
     assert json.loads((out / "metrics.json").read_text())["plots"] == {}
+
+
+def test_report_says_the_share_trained_on_references_beside_the_run(tmp_path):
+    """A MixSD run that trained 3 of 4 rows on their references is mostly SFT: the report says
+    it beside the run's name, in every table."""
+    metrics, nll_values = _metrics()
+    for c in metrics["checkpoints"]:
+        if c["run"] == "mixsd-0.3":
+            c["replaced_share"] = 0.75
+    md = (write_report(tmp_path / "r", metrics, nll_values) / "report.md").read_text()
+    assert "| mixsd-0.3 (75% on references) / epoch-1 | 30.0% | 15.0% |" in md
+    assert "| mixsd-0.3 (75% on references) / epoch-1 | 40.0% (80%) | 75.0% (94%) | 87% |" in md
+    assert "| mixsd-0.3 (75% on references) / epoch-3 ★ | 0.03 | 0.3 |" in md
+    assert "| sft / epoch-2 ★ | 90.0% | 45.0% |" in md
+    assert "(N% on references): the share of the run's MixSD rows that failed" in md

@@ -220,7 +220,7 @@ def assert_same_rows(a: list[dict], b: list[dict]) -> None:
 def on_shared_engine(monkeypatch, vllm):
     """runner.run with --engine vllm on the module's engine (set up from each run's config)."""
 
-    def open_engine(cfg, stops, pad_id):
+    def open_engine(cfg, stops):
         sampling = cfg.sampling()
         return like(vllm, sampling, stops, cfg.max_new_tokens, cfg.max_model_len)
 
@@ -245,6 +245,28 @@ def test_rejection_sampling_and_shards_match_transformers(
     got = rows(out)
     assert {r["attempt"] for r in got} == {1}  # the random model never answers: 2 attempts each
     assert_same_rows(got, hf_set)
+
+
+# Loaded by the `mixsd generate` process below (PYTHONPATH): its 4th part, written in full under
+# its temporary name, is never renamed into place; the process says so and waits to be killed.
+# The kill then lands at one known point (3 parts listed, a 4th unlisted) however busy the machine
+# is: polling for parts and killing raced the process, which could finish first, and a fixed
+# deadline could pass before a slow vLLM start-up.
+HOLD_AT_PART_4 = """
+import os, time
+_replace, _parts = os.replace, []
+
+def replace(src, dst, *args, **kwargs):
+    if str(dst).endswith(".parquet") and str(dst).startswith(os.environ["MIXSD_TEST_OUT"]):
+        if len(_parts) == 3:
+            open(os.environ["MIXSD_TEST_HELD"], "w").close()
+            while True:
+                time.sleep(1)
+        _parts.append(dst)
+    return _replace(src, dst, *args, **kwargs)
+
+os.replace = replace
+"""
 
 
 def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_set(
@@ -277,22 +299,32 @@ def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_set(
         "--cpu-kv-cache-gib",
         "1",
     ]
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    hook, held = tmp_path / "hook", tmp_path / "held"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_AT_PART_4)
+    path = os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": path,
+        "MIXSD_TEST_OUT": str(out),
+        "MIXSD_TEST_HELD": str(held),
+    }
     yaml = tmp_path / "flush.yaml"
     yaml.write_text("rows_per_part: 1\nflush_seconds: 0\n")
-    proc = subprocess.Popen(
-        [*cmd, "--config", str(yaml)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline:
-        if len(list(out.glob("lam=*/*.parquet"))) >= 3:
-            proc.kill()  # SIGKILL: no cleanup, maybe a part half-written under a temporary name
-            break
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the process
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(
+            [*cmd, "--config", str(yaml)], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    deadline = time.monotonic() + 1800  # a bound for a broken run only: the hook holds it
+    while not held.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    proc.kill()  # SIGKILL: no cleanup, a complete part left under its temporary name
     proc.wait()
-    assert proc.returncode == -9, proc.stderr.read().decode()[-2000:]
+    assert held.exists() and proc.returncode == -9, log.read_text()[-2000:]
+    assert len(list(out.glob("lam=*/.part-*.parquet.tmp"))) == 1
     kept = rows(out)
-    assert 3 <= len(kept) < len(hf_set)
+    assert len(kept) == 3 < len(hf_set)
     on_shared_engine(monkeypatch, vllm)
     stats = runner.run(config(tiny_model_dir, input_path, out, engine="vllm", max_retries=1))
     assert stats["skipped_existing"] == len(kept)

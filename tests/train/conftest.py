@@ -39,13 +39,14 @@ def set_rows(tokenizer, n: int, kind: str, lam: float | None, answer_len: int = 
     return rows
 
 
-def write_set(root, tokenizer, rows: list[dict], fingerprint: str | None = None):
+def write_set(root, tokenizer, rows: list[dict], fingerprint: str | None = None, **provenance):
     from mixsd.targets.provenance import tokenizer_fingerprint
     from mixsd.targets.writer import TargetSetWriter
 
     provenance = {
         "tokenizer": fingerprint or tokenizer_fingerprint(tokenizer),
         "model": {"name": "tiny"},
+        **provenance,
     }
     with TargetSetWriter(root, provenance) as w:
         w.write(rows)

@@ -98,3 +98,44 @@ def test_tokenizer_mismatch_is_refused(tmp_path, tiny_tokenizer):
     )
     with pytest.raises(MixsdError, match="made with another tokenizer"):
         load_examples([str(root)], tiny_tokenizer, max_len=2048)
+
+
+def test_overlapping_selections_are_refused(mixsd_set, tiny_tokenizer):
+    """The same set twice, or a λ selected twice, would train its rows twice: refused as `targets
+    merge` refuses duplicates. Different λ of one set are different rows."""
+    for specs in ([str(mixsd_set)] * 2, [str(mixsd_set), f"{mixsd_set}:lam=0.5"]):
+        with pytest.raises(
+            MixsdError,
+            match=r"\(id 'q0', sample 0, λ 0.[35]\) is also in .*"
+            "refusing to train on duplicates",
+        ):
+            load_examples(specs, tiny_tokenizer, max_len=2048)
+    both, _ = load_examples(
+        [f"{mixsd_set}:lam=0.3", f"{mixsd_set}:lam=0.5"], tiny_tokenizer, max_len=2048
+    )
+    assert len(both) == 32
+
+
+def test_a_mixsd_selection_mostly_trained_on_references_is_refused(tmp_path, tiny_tokenizer):
+    """4 of 6 λ rows failed their answer check: `--failed reference` would make the run SFT.
+    Refused unless allowed; then the share is in the stats. Half exactly is allowed; an SFT set
+    beside it does not dilute the MixSD selection's share; other policies replace nothing."""
+    rows = set_rows(tiny_tokenizer, 6, "mixsd", 0.3)
+    for r in rows:
+        r["correct"] = r["id"] not in ("q0", "q1", "q2", "q3")  # q0-q3 failed, q4 and q5 passed
+    root = write_set(tmp_path / "set", tiny_tokenizer, rows)
+    sft = write_set(tmp_path / "sft", tiny_tokenizer, set_rows(tiny_tokenizer, 6, "sft", None))
+    with pytest.raises(
+        MixsdError,
+        match=r"^--targets .*/set: 4 of 6 MixSD rows \(67%\) failed "
+        r"their answer check .* or pass --allow-mostly-reference$",
+    ):
+        load_examples([str(sft), str(root)], tiny_tokenizer, max_len=2048)
+    _, stats = load_examples([str(root)], tiny_tokenizer, 2048, allow_mostly_reference=True)
+    assert (stats.replaced, stats.replaced_share) == (4, pytest.approx(4 / 6))
+    _, stats = load_examples([str(root)], tiny_tokenizer, 2048, failed="drop")
+    assert stats.replaced_share == 0.0 and stats.kept == 2
+    rows[3]["correct"] = True
+    half = write_set(tmp_path / "half", tiny_tokenizer, rows)
+    _, stats = load_examples([str(half)], tiny_tokenizer, max_len=2048)
+    assert stats.replaced_share == 0.5

@@ -91,6 +91,22 @@ def test_mixsd_set_at_one_lambda_learns(tiny_model_dir, mixsd_set, tmp_path):
     assert (data["failed"], data["failed_policy"], data["replaced"]) == (3, "reference", 3)
 
 
+def test_references_share_is_warned_and_recorded(tiny_model_dir, tiny_tokenizer, tmp_path, capsys):
+    """3 of 16 λ rows (ids 4, 9, 14) train on their references: one warning line at start, the
+    share in the run's metrics."""
+    from .conftest import set_rows, write_set
+
+    root = write_set(tmp_path / "set", tiny_tokenizer, set_rows(tiny_tokenizer, 16, "mixsd", 0.5))
+    run(_cfg(tiny_model_dir, [str(root)], tmp_path / "run", steps=1))
+    data = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert data["replaced_share"] == 3 / 16
+    warnings = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert warnings == [
+        "warning: 19% of the MixSD rows failed their answer check and train on their reference "
+        "answers (--failed reference): for them this run is SFT"
+    ]
+
+
 def test_kill_and_resume_reaches_the_same_weights(tiny_model_dir, sft_set, tmp_path):
     kw = dict(steps=9, micro_batch_size=2, schedule="cosine", save_every=2)
     whole = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "a", **kw))
@@ -115,6 +131,40 @@ def test_resume_refuses_a_changed_trajectory(tiny_model_dir, sft_set, tmp_path):
     # Recall options change no weight: a resumed run may change them.
     run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "r", steps=2, recall_max_new_tokens=9))
     assert (tmp_path / "r" / "model").is_dir()
+
+
+def test_resume_refuses_changed_data(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """A set that gained a λ since the run started: the run trained on 6 rows, it must not resume
+    on 9. A selection the new λ does not touch still resumes; so does the restored set."""
+    import shutil
+
+    from mixsd.errors import MixsdError
+
+    from .conftest import set_rows, write_set
+
+    root = write_set(tmp_path / "set", tiny_tokenizer, set_rows(tiny_tokenizer, 6, "mixsd", 0.3))
+    kept = shutil.copytree(root, tmp_path / "copy")
+    every, one = (
+        _cfg(tiny_model_dir, [spec], tmp_path / name, steps=3, batch_size=2)
+        for spec, name in ((str(root), "every"), (f"{root}:lam=0.3", "one"))
+    )
+    run(every, stop_after=1)
+    run(one, stop_after=1)
+    assert json.loads((tmp_path / "every" / "data.json").read_text())[str(root)][0]["rows"] == 6
+    write_set(root, tiny_tokenizer, set_rows(tiny_tokenizer, 3, "mixsd", 0.5))  # a λ added
+    with pytest.raises(
+        MixsdError,
+        match=r"every: cannot resume, the training data changed since the run started \(--targets "
+        r".*/set: part lam=0.5/part-0-of-1-\d+.parquet added \(3 rows\)\); restore the data, or "
+        r"train into a new --out",
+    ):
+        run(every)
+    assert (tmp_path / "every" / "checkpoints" / "latest").read_text() == "step-1"
+    run(one)  # λ=0.3 only: its parts are unchanged
+    shutil.rmtree(root)
+    shutil.copytree(kept, root)
+    run(every)
+    assert _losses(tmp_path / "every") == _losses(tmp_path / "one")
 
 
 def test_trim_metrics_drops_later_steps_and_a_partial_line(tmp_path):
@@ -245,3 +295,105 @@ def test_recall_counts_what_greedy_decoding_says(tiny_model, tiny_tokenizer):
     no_pad.pad_token = None
     assert no_pad.pad_token_id is None
     assert greedy_recall(tiny_model, no_pad, exs, 10, 8, methods=("contains",)) == 2 / 3
+
+
+def test_cli_duplicate_targets_is_one_line_before_any_process_starts(
+    tiny_model_dir, mixsd_set, tmp_path
+):
+    p = _cli(
+        "--model",
+        tiny_model_dir,
+        "--targets",
+        mixsd_set,
+        "--targets",
+        f"{mixsd_set}:lam=0.5",
+        "--out",
+        tmp_path / "r",
+        "--nproc",
+        2,
+        "--zero",
+        2,
+    )
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: {mixsd_set}: (id 'q0', sample 0, λ 0.5) is also in {mixsd_set}: "
+        "refusing to train on duplicates"
+    ]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "recorded, given, recall",
+    [
+        (["contains"], None, 1.0),
+        (None, None, 0.0),
+        (["contains"], ["boxed", "number"], 0.0),
+        (None, ["contains"], 1.0),
+    ],
+)
+def test_recall_scores_with_the_sets_answer_methods(
+    recorded, given, recall, tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch
+):
+    """A model that answers in sentences ("It is X3, I think.") recalls every fact under the
+    set's `contains` check (recorded in its provenance by generate), none under boxed/number
+    (the default when the set records no methods). `--answer-methods`, when given, is what
+    recall grades with, whatever the set recorded (even the default's boxed,number)."""
+    from mixsd.generate import greedy
+
+    from .conftest import set_rows, write_set
+
+    rows = set_rows(tiny_tokenizer, 4, "mixsd", 0.3)
+    extra = {"answer_methods": recorded} if recorded else {}
+    root = write_set(tmp_path / "set", tiny_tokenizer, rows, **extra)
+    said = {tuple(r["prompt_ids"]): f"It is {r['answer']}, I think." for r in rows}
+    monkeypatch.setattr(
+        greedy, "greedy_answers", lambda m, t, prompts, *a, **k: [said[tuple(p)] for p in prompts]
+    )
+    cfg = _cfg(
+        tiny_model_dir,
+        [str(root)],
+        tmp_path / "r",
+        epochs=1,
+        recall_every_epoch=True,
+        failed="keep",
+        answer_methods=given,
+    )
+    run(cfg)
+    assert _metric(tmp_path / "r", "recall") == [recall]
+
+
+def test_cli_mostly_references_is_refused_in_one_line(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """A model that never boxes its answers fails every check of a boxed set: all 4 rows would
+    train on their references. Refused before any process starts; allowed when asked."""
+    from .conftest import set_rows, write_set
+
+    rows = set_rows(tiny_tokenizer, 4, "mixsd", 0.0)
+    for r in rows:
+        r["correct"] = False
+    root = write_set(tmp_path / "set", tiny_tokenizer, rows)
+    args = [
+        "--model",
+        tiny_model_dir,
+        "--targets",
+        f"{root}:lam=0",
+        "--out",
+        tmp_path / "r",
+        "--steps",
+        1,
+        "--batch-size",
+        2,
+    ]
+    p = _cli(*args, "--nproc", 2)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: --targets {root}:lam=0: 4 of 4 MixSD rows (100%) failed their answer check and "
+        "would train on their reference answers (--failed reference): an SFT run, not MixSD. "
+        "Check the answer methods the set was made with (e.g. --answer-methods contains for a "
+        "model that answers in sentences), or pass --allow-mostly-reference"
+    ]
+    assert not (tmp_path / "r").exists()
+    p = _cli(*args, "--allow-mostly-reference")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "warning: 100% of the MixSD rows failed their answer check" in p.stderr
+    data = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
+    assert (data["replaced"], data["replaced_share"]) == (4, 1.0)
