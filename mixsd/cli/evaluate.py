@@ -55,6 +55,12 @@ def evaluate(
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
+    allow_pickle: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-pickle/--no-allow-pickle", help="Load pickled weights (trusted models only)."
+        ),
+    ] = None,
 ) -> None:
     options = locals()  # the flags, named as EvaluateConfig's fields; None = not given
     from mixsd.config import load_config

@@ -69,6 +69,10 @@ def generate(
             "--other-logprobs/--no-other-logprobs", help="lambda 0/1: score the other conditional."
         ),
     ] = None,
+    allow_pickle: Annotated[
+        bool | None,
+        Opt("--allow-pickle/--no-allow-pickle", help="Load pickled weights (trusted models only)."),
+    ] = None,
 ) -> None:
     """Decode MixSD targets (expert/naive mixing) into a target set; rerun to resume."""
     options = locals()  # the flags, named as GenerateConfig's fields; None = not given

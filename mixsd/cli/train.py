@@ -103,6 +103,12 @@ def train(
     rollout_temperature: Annotated[
         float | None, typer.Option(help="opsd: student sampling temperature.")
     ] = None,
+    allow_pickle: Annotated[
+        Bool,
+        typer.Option(
+            "--allow-pickle/--no-allow-pickle", help="Load pickled weights (trusted models only)."
+        ),
+    ] = None,
     stop_after: Annotated[
         Int, typer.Option(help="Stop (checkpointed) after N steps of this call.")
     ] = None,
@@ -131,10 +137,12 @@ def train(
 
 def _precheck(cfg) -> None:
     from mixsd.data.models import load_tokenizer
+    from mixsd.safe_load import safetensors_only
     from mixsd.targets.provenance import tokenizer_fingerprint
     from mixsd.train.data import check_set, parse_target_spec
 
     tokenizer = load_tokenizer(cfg.model)
+    safetensors_only(cfg.model, cfg.allow_pickle)  # a pickled model refused before N processes
     if cfg.method == "opsd":
         from mixsd.data.io import load_records
         from mixsd.data.templates import load_templates

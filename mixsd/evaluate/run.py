@@ -54,7 +54,8 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     methods = tuple(cfg.answer_methods)
 
     def scored(label: str, path: str) -> dict:
-        texts = greedy_answers(path, prompts, cfg.max_new_tokens, cfg.batch_size, device, dtype)
+        texts = greedy_answers(path, prompts, cfg.max_new_tokens, cfg.batch_size, device, dtype,
+                               allow_pickle=cfg.allow_pickle)  # fmt: skip
         result: dict = {"memorization": {}, "suites": {}}
         at = 0
         for g in groups:
@@ -88,15 +89,17 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     # the Fisher only serves the drift of checkpoints
     examples = _fisher_examples(tokenizer, groups, cfg.fisher_examples) if rows else []
     if cfg.targets or examples:
-        model = load_model(cfg.base, device, dtype)
+        model = load_model(cfg.base, device, dtype, cfg.allow_pickle)
         per_set = {t: target_set_nll(model, t, cfg.batch_size, cfg.limit) for t in cfg.targets}
         nll_values = merge_labels(per_set)
         if examples:
             fisher = {k: v.cpu() for k, v in fisher_mod.diagonal_fisher(model, examples).items()}
             del model
-            theta0 = cpu_params(cfg.base)
+            theta0 = cpu_params(cfg.base, cfg.allow_pickle)
             for c in track(rows, "drift", "model"):
-                c["drift"] = fisher_mod.drift(fisher, theta0, cpu_params(c["path"]))
+                c["drift"] = fisher_mod.drift(
+                    fisher, theta0, cpu_params(c["path"], cfg.allow_pickle)
+                )
             fisher_info = {"estimator": FISHER_NOTE, "examples": len(examples)}
 
     metrics = {

@@ -47,6 +47,7 @@ class GenerateConfig:
     cpu_kv_cache_gib: int = 4  # vllm on CPU: KV cache GiB (VLLM_CPU_KVCACHE_SPACE)
     rows_per_part: int = 1000
     flush_seconds: float = 300.0  # write buffered rows at least this often (bounds a kill's loss)
+    allow_pickle: bool = False  # load a model whose weights are only pickled (mixsd.safe_load)
 
     def __post_init__(self) -> None:
         if not self.lam:

@@ -82,7 +82,7 @@ def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
             cfg.model, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, runner=cfg.vllm_runner,
             eager=cfg.vllm_eager, tensor_parallel_size=cfg.tensor_parallel_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
-            cpu_kv_cache_gib=cfg.cpu_kv_cache_gib, **common,
+            cpu_kv_cache_gib=cfg.cpu_kv_cache_gib, allow_pickle=cfg.allow_pickle, **common,
         )  # fmt: skip
     import torch
 
@@ -91,7 +91,7 @@ def _open_engine(cfg: GenerateConfig, stops: list[int], pad_id: int):
     device = cfg.torch_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MixsdError(f"option 'device': {device} requested but no CUDA device is visible")
-    model = load_model(cfg.model, device, cfg.torch_dtype())
+    model = load_model(cfg.model, device, cfg.torch_dtype(), cfg.allow_pickle)
     return HFEngine(model, pad_id=pad_id, **common)
 
 

@@ -94,7 +94,7 @@ def plan_engine(model_config: dict, platform: str, *, device: str = "auto", runn
 def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: bool | None = None,
              max_model_len: int = 4096, pairs: int = 128, tensor_parallel_size: int = 1,
              dtype: str = "auto", gpu_memory_utilization: float = 0.9, cpu_kv_cache_gib: int = 4,
-             seed: int = 0):  # fmt: skip
+             seed: int = 0, allow_pickle: bool = False):  # fmt: skip
     """A `vllm.LLM` set up so the two requests of a pair rarely drift apart, and its `EnginePlan`.
 
     In-process engine core (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: requests reach the scheduler in
@@ -102,10 +102,15 @@ def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: b
     next to a full decode batch, prefix caching (lam sweeps and resumes share prompts), priority
     scheduling (resumed pairs first), one data-parallel rank. Runner "v2" (Model Runner V2,
     chunked prefill allowed) or "v1" (legacy runner, chunked prefill off). On CPU the KV cache
-    takes `cpu_kv_cache_gib` GiB (vLLM reads `VLLM_CPU_KVCACHE_SPACE`).
+    takes `cpu_kv_cache_gib` GiB (vLLM reads `VLLM_CPU_KVCACHE_SPACE`). Weights are read from
+    safetensors only unless `allow_pickle` (`mixsd.safe_load`): vLLM's default "auto" format
+    falls back to `*.bin` / `*.pt` (read with `torch.load(weights_only=True)`).
     """
     from transformers import AutoConfig
 
+    from mixsd.safe_load import safetensors_only
+
+    load_format = "safetensors" if safetensors_only(model, allow_pickle) else "auto"
     platform = vllm_platform()
     try:
         model_config = AutoConfig.from_pretrained(model).to_dict()
@@ -137,6 +142,7 @@ def open_llm(model: str, *, device: str = "auto", runner: str = "auto", eager: b
         logprobs_mode="raw_logprobs",
         enable_batch_sharded_sampling=False,
         logits_processors=[PROCESSORS[plan.runner]],
+        load_format=load_format,
     )
     return llm, plan
 
@@ -226,12 +232,13 @@ class VLLMEngine:
         eager: bool | None = None,
         max_stalls: int = 32,
         seed: int = 0,
+        allow_pickle: bool = False,
     ):
         self.llm, plan = open_llm(
             model, device=device, runner=runner, eager=eager, max_model_len=max_model_len,
             pairs=batch_size, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
             gpu_memory_utilization=gpu_memory_utilization, cpu_kv_cache_gib=cpu_kv_cache_gib,
-            seed=seed,
+            seed=seed, allow_pickle=allow_pickle,
         )  # fmt: skip
         max_model_len = plan.max_model_len
         self.sampling, self.stop_ids = sampling, sorted({int(t) for t in stop_ids})

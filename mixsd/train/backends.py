@@ -79,7 +79,9 @@ class Plain:
             torch.save(state, tag_dir / "state.pt")
 
     def load(self, tag_dir: Path) -> None:
-        state = torch.load(tag_dir / "state.pt", map_location=self.device, weights_only=True)
+        from mixsd.safe_load import load_tensors
+
+        state = load_tensors(tag_dir / "state.pt", map_location=self.device)
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -26,6 +26,7 @@ RESUMABLE_CHANGES = (
     "recall_every_epoch",
     "recall_limit",
     "recall_max_new_tokens",
+    "allow_pickle",
 )
 
 
@@ -80,6 +81,7 @@ class TrainConfig:
     rollout_max_new_tokens: int = 512
     rollout_temperature: float = 1.0
     answer_methods: list[str] = field(default_factory=lambda: ["boxed", "number"])
+    allow_pickle: bool = False  # load a model whose weights are only pickled (mixsd.safe_load)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -1,0 +1,52 @@
+"""Nothing executable from a shared model or run: the one rule every load path follows.
+
+Pickle (`torch.load(weights_only=False)`, `pytorch_model.bin` read by a permissive loader) can run
+any code while it loads, and teams pass models and run directories to each other. So models are
+read from safetensors only (`use_safetensors=True` for transformers, `load_format="safetensors"`
+for vLLM); a directory whose weights are only pickled is refused in one line unless the user
+passes `--allow-pickle` for a model they trust (even then transformers and vLLM read `.bin` with
+torch's restricted `weights_only` unpickler). Resume state is JSON or tensors read through
+`load_tensors`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from mixsd.errors import MixsdError
+
+# Weight files that are pickles (transformers' pytorch_model*.bin, vLLM's *.pt fallback, ...).
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+
+
+def safetensors_only(model, allow_pickle: bool = False) -> bool:
+    """Must loading `model` (a local directory or a hub id) read safetensors only? True unless
+    `allow_pickle`; a local directory with pickled weights and no `*.safetensors` is refused in
+    one line (a hub id without safetensors is refused by the loader itself)."""
+    if allow_pickle:
+        return False
+    d = Path(str(model)).expanduser()
+    if d.is_dir() and not any(d.glob("*.safetensors")):
+        pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in d.glob(pattern))
+        if pickled:
+            raise MixsdError(
+                f"{model}: its weights are pickled ({pickled[0]}), which can run code when "
+                "loaded; convert them to safetensors, or pass --allow-pickle if you trust "
+                "this model"
+            )
+    return True
+
+
+def load_tensors(path: Path, map_location=None):
+    """`torch.load` of tensors, containers and plain numbers only (`weights_only=True`: no code
+    runs); a file holding anything else is refused in one line naming it."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise MixsdError(
+            f"{path}: holds more than tensors and plain numbers; refused, since loading it "
+            "could run code"
+        ) from None
