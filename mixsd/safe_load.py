@@ -50,3 +50,34 @@ def load_tensors(path: Path, map_location=None):
             f"{path}: holds more than tensors and plain numbers; refused, since loading it "
             "could run code"
         ) from None
+
+
+def deepspeed_globals() -> list:
+    """The classes DeepSpeed pickles into a ZeRO checkpoint besides tensors and plain containers
+    (`torch.serialization.get_unsafe_globals_in_checkpoint` on ZeRO 0-3 runs): data holders whose
+    construction runs no code of the file's choosing."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def weights_only_checkpoints(engine) -> None:
+    """Make `engine.load_checkpoint` read its files with torch's `weights_only` unpickler,
+    allowing only `deepspeed_globals()`: DeepSpeed's own `TorchCheckpointEngine` unpickles them
+    with `weights_only=False`, so a crafted run directory would run code on resume. Every file
+    it reads goes through `engine.checkpoint_engine.load`."""
+    import torch
+
+    def load(path, map_location=None):
+        with torch.serialization.safe_globals(deepspeed_globals()):
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True)
+            except pickle.UnpicklingError:
+                raise MixsdError(
+                    f"{path}: holds more than tensors and DeepSpeed's own state; refused, since "
+                    "loading it could run code (--allow-pickle resumes a run you trust)"
+                ) from None
+
+    engine.checkpoint_engine.load = load

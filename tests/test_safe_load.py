@@ -92,3 +92,36 @@ def test_cli_refuses_a_pickled_model_in_one_line(command, tiny_model_dir, tmp_pa
     assert len(errors) == 1 and errors[0].startswith(f"error: {d}: its weights are pickled")
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "marker").exists()
+
+
+def test_deepspeed_checkpoints_are_read_weights_only(tmp_path):
+    """DeepSpeed's own loader unpickles (`weights_only=False`): ours refuses the crafted file and
+    still reads what a ZeRO optimizer saves (its loss scaler, stage enum, fragment addresses)."""
+    from types import SimpleNamespace
+
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    from mixsd.safe_load import weights_only_checkpoints
+
+    engine = SimpleNamespace(checkpoint_engine=TorchCheckpointEngine())
+    crafted = write_crafted(tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+                            tmp_path / "marker")  # fmt: skip
+    engine.checkpoint_engine.load(crafted)  # DeepSpeed as installed: the payload runs
+    assert (tmp_path / "marker").exists()
+    (tmp_path / "marker").unlink()
+    weights_only_checkpoints(engine)
+    with pytest.raises(MixsdError, match="optim_states.pt: holds more than tensors and "
+                       "DeepSpeed's own state; refused.*--allow-pickle"):  # fmt: skip
+        engine.checkpoint_engine.load(crafted)
+    assert not (tmp_path / "marker").exists()
+    state = {"loss_scaler": LossScaler(1.0), "zero_stage": ZeroStageEnum.gradients,
+             "param_slice_mappings": [{"w": fragment_address(numel=4, start=2)}],
+             "fp32": torch.ones(3)}  # fmt: skip
+    torch.save(state, tmp_path / "optim.pt")
+    back = engine.checkpoint_engine.load(tmp_path / "optim.pt", map_location="cpu")
+    assert back["loss_scaler"].cur_scale == 1.0 and back["zero_stage"] is ZeroStageEnum.gradients
+    assert back["param_slice_mappings"][0]["w"] == fragment_address(numel=4, start=2)
+    assert torch.equal(back["fp32"], torch.ones(3))

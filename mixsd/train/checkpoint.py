@@ -116,8 +116,8 @@ def load(run: Path, backend, rank: int) -> int:
         raise MixsdError(
             f"{tag / f'rng-rank{rank}.pt'}: an older checkpoint's RNG state, a pickle that could "
             "run code when loaded, refused; if you trust this run, convert it by hand with "
-            f"python -c \"from mixsd.train.checkpoint import convert_pickled_rng as c; c('{tag}')\" "
-            "and run again"
+            'python -c "from mixsd.train.checkpoint import convert_pickled_rng as c; '
+            f"c('{tag}')\" and run again"
         )
     backend.load(tag)
     set_rng_state(json.loads(rng.read_text(encoding="utf-8")))

@@ -112,7 +112,7 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
             grad_clip=cfg.grad_clip,
             bf16=bf16,
         )
-        backend = DeepSpeedBackend(model, optimizer, scheduler, ds, world)
+        backend = DeepSpeedBackend(model, optimizer, scheduler, ds, world, cfg.allow_pickle)
     return backend, micro, accumulation
 
 
