@@ -67,8 +67,15 @@ def weights_only_checkpoints(engine) -> None:
     """Make `engine.load_checkpoint` read its files with torch's `weights_only` unpickler,
     allowing only `deepspeed_globals()`: DeepSpeed's own `TorchCheckpointEngine` unpickles them
     with `weights_only=False`, so a crafted run directory would run code on resume. Every file
-    it reads goes through `engine.checkpoint_engine.load`."""
+    it reads goes through `engine.checkpoint_engine.load`, except universal checkpoints
+    (`"checkpoint": {"load_universal": true}`), which DeepSpeed unpickles itself: refused."""
     import torch
+
+    if engine.load_universal_checkpoint():
+        raise MixsdError(
+            "DeepSpeed config: checkpoint.load_universal makes DeepSpeed unpickle the checkpoint "
+            "(code could run); pass --allow-pickle to resume a universal checkpoint you trust"
+        )
 
     def load(path, map_location=None):
         with torch.serialization.safe_globals(deepspeed_globals()):

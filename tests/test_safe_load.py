@@ -106,7 +106,9 @@ def test_deepspeed_checkpoints_are_read_weights_only(tmp_path):
 
     from mixsd.safe_load import weights_only_checkpoints
 
-    engine = SimpleNamespace(checkpoint_engine=TorchCheckpointEngine())
+    engine = SimpleNamespace(
+        checkpoint_engine=TorchCheckpointEngine(), load_universal_checkpoint=lambda: False
+    )
     crafted = write_crafted(tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt",
                             tmp_path / "marker")  # fmt: skip
     engine.checkpoint_engine.load(crafted)  # DeepSpeed as installed: the payload runs
@@ -125,3 +127,6 @@ def test_deepspeed_checkpoints_are_read_weights_only(tmp_path):
     assert back["loss_scaler"].cur_scale == 1.0 and back["zero_stage"] is ZeroStageEnum.gradients
     assert back["param_slice_mappings"][0]["w"] == fragment_address(numel=4, start=2)
     assert torch.equal(back["fp32"], torch.ones(3))
+    universal = SimpleNamespace(load_universal_checkpoint=lambda: True)
+    with pytest.raises(MixsdError, match="checkpoint.load_universal makes DeepSpeed unpickle"):
+        weights_only_checkpoints(universal)
