@@ -130,3 +130,26 @@ def test_deepspeed_checkpoints_are_read_weights_only(tmp_path):
     universal = SimpleNamespace(load_universal_checkpoint=lambda: True)
     with pytest.raises(MixsdError, match="checkpoint.load_universal makes DeepSpeed unpickle"):
         weights_only_checkpoints(universal)
+
+
+def test_a_tokenizer_pointing_at_its_own_code_never_runs_it(
+    tiny_model_dir, tiny_tokenizer, tmp_path
+):
+    """Tokenizers load from JSON / SentencePiece files; a config that points at Python code in
+    the directory (`auto_map`) is not trusted: transformers' own class loads, the code never
+    runs (without a class of its own, transformers refuses: one line through `_load`)."""
+    import json
+    import shutil
+
+    from mixsd.data.models import load_tokenizer
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    (d / "evil.py").write_text(f"open({str(tmp_path / 'marker')!r}, 'w')\n")
+    config = json.loads((d / "tokenizer_config.json").read_text())
+    config["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", None]}
+    (d / "tokenizer_config.json").write_text(json.dumps(config))
+    tok = load_tokenizer(d)
+    assert type(tok).__module__.startswith("transformers.")
+    assert tok.get_vocab() == tiny_tokenizer.get_vocab()
+    assert not (tmp_path / "marker").exists()

@@ -126,7 +126,10 @@ def load_tokenizer(path):
     """The tokenizer of a model directory (or hub id, where a hub is reachable)."""
     from transformers import AutoTokenizer
 
-    return _load("tokenizer", path, lambda: AutoTokenizer.from_pretrained(path))
+    # JSON / SentencePiece files, never pickle; a tokenizer needing the dir's own code is refused
+    return _load(
+        "tokenizer", path, lambda: AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    )
 
 
 def load_model(path, device: str = "cpu", dtype: str = "float32", allow_pickle: bool = False):
@@ -142,7 +145,7 @@ def load_model(path, device: str = "cpu", dtype: str = "float32", allow_pickle: 
         "model",
         path,
         lambda: AutoModelForCausalLM.from_pretrained(
-            path, dtype=getattr(torch, dtype), use_safetensors=safe
+            path, dtype=getattr(torch, dtype), use_safetensors=safe, trust_remote_code=False
         ),
     )
     return model.to(device).eval()
