@@ -6,7 +6,7 @@ read from safetensors only (`use_safetensors=True` for transformers, `load_forma
 for vLLM); a directory whose weights are only pickled is refused in one line unless the user
 passes `--allow-pickle` for a model they trust (even then transformers and vLLM read `.bin` with
 torch's restricted `weights_only` unpickler). Resume state is JSON or tensors read through
-`load_tensors`.
+`load_tensors`; DeepSpeed's checkpoint files go through `weights_only_checkpoints`.
 """
 
 from __future__ import annotations
