@@ -19,7 +19,8 @@ DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 NLL_ONLY = ("targets", "failed", "too_long")  # read from target sets: refused with --method opsd
 
 # Options that do not change the training trajectory: a resumed run may change them
-# (answer_methods only grades: recall, and the accuracy of OPSD's rollouts).
+# (answer_methods only grades: recall, and the accuracy of OPSD's rollouts; allow_pickle only
+# says which weight files may load).
 RESUMABLE_CHANGES = (
     "save_every",
     "export_every_epoch",
@@ -27,6 +28,7 @@ RESUMABLE_CHANGES = (
     "recall_limit",
     "recall_max_new_tokens",
     "answer_methods",
+    "allow_pickle",
 )
 
 
@@ -114,6 +116,9 @@ class TrainConfig:
     recall_max_new_tokens: int = option(64, "Answer length cap of the recall hook.")
     answer_methods: list[str] = option(
         ["boxed", "number"], "How recall and OPSD's rollouts are graded: boxed,number,contains."
+    )
+    allow_pickle: bool = option(
+        False, "Load a model whose weights are only pickled (trusted models only)."
     )
     opsd: OPSDConfig | None = None  # --method opsd only
 
