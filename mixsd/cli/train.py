@@ -47,10 +47,12 @@ train = config_command(
 
 def _precheck(cfg) -> None:
     from mixsd.data.models import load_tokenizer
+    from mixsd.safe_load import safetensors_only
     from mixsd.targets.provenance import tokenizer_fingerprint
     from mixsd.train.data import check_selections, reference_share
 
     tokenizer = load_tokenizer(cfg.model)
+    safetensors_only(cfg.model, cfg.allow_pickle)  # a pickled model refused before N processes
     if cfg.method == "opsd":
         from mixsd.data.io import load_records
         from mixsd.data.templates import load_templates

@@ -6,6 +6,7 @@ No hub: tests, benchmarks and the demo use models this module writes with `save_
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -114,23 +115,37 @@ def _load(what: str, path, load):
     except (OSError, ValueError) as e:  # what transformers raises for a dir that is not a model
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MixsdError(f"{path}: cannot load the {what} ({first})") from None
+    except pickle.UnpicklingError:  # --allow-pickle: torch's weights_only unpickler refused it
+        raise MixsdError(
+            f"{path}: its pickled weights hold more than tensors; refused, since loading them "
+            "could run code"
+        ) from None
 
 
 def load_tokenizer(path):
     """The tokenizer of a model directory (or hub id, where a hub is reachable)."""
     from transformers import AutoTokenizer
 
-    return _load("tokenizer", path, lambda: AutoTokenizer.from_pretrained(path))
+    # JSON / SentencePiece files, never pickle; a tokenizer needing the dir's own code is refused
+    return _load(
+        "tokenizer", path, lambda: AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    )
 
 
-def load_model(path, device: str = "cpu", dtype: str = "float32"):
-    """An eval-mode causal LM on `device` in `dtype` ("float32", "bfloat16", "float16")."""
+def load_model(path, device: str = "cpu", dtype: str = "float32", allow_pickle: bool = False):
+    """An eval-mode causal LM on `device` in `dtype` ("float32", "bfloat16", "float16"), read
+    from safetensors only unless `allow_pickle` (`mixsd.safe_load`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from mixsd.safe_load import safetensors_only
+
+    safe = safetensors_only(path, allow_pickle) or None  # None: safetensors first, then .bin
     model = _load(
         "model",
         path,
-        lambda: AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)),
+        lambda: AutoModelForCausalLM.from_pretrained(
+            path, dtype=getattr(torch, dtype), use_safetensors=safe, trust_remote_code=False
+        ),
     )
     return model.to(device).eval()

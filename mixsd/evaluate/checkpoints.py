@@ -19,6 +19,7 @@ def greedy_answers(
     batch_size: int,
     device: str = "cpu",
     dtype: str = "float32",
+    allow_pickle: bool = False,
 ) -> list[str]:
     """Closed-book greedy answers (T=0) of the model in `model_dir`, one text per prompt, in order.
 
@@ -28,7 +29,7 @@ def greedy_answers(
     from mixsd.generate import greedy
 
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, device, dtype)
+    model = load_model(model_dir, device, dtype, allow_pickle)
     return greedy.greedy_answers(
         model, tokenizer, prompts_ids, max_new_tokens, batch_size, f"answers {Path(model_dir).name}"
     )
@@ -103,9 +104,9 @@ def check_tokenizers(tokenizer, model_dirs: list[Path], target_sets: list[str]) 
             )
 
 
-def cpu_params(path) -> dict:
+def cpu_params(path, allow_pickle: bool = False) -> dict:
     """`{name: tensor}` of a saved model's parameters, fp32 on CPU (tied weights once)."""
-    model = load_model(path)
+    model = load_model(path, allow_pickle=allow_pickle)
     return {n: p.detach() for n, p in model.named_parameters()}
 
 

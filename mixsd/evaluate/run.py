@@ -93,7 +93,13 @@ class _Answerer:
         """`{"memorization": {split: accuracy}, "suites": {suite: accuracy}}` of the model."""
         cfg = self.cfg
         texts = greedy_answers(
-            path, self.prompts, cfg.max_new_tokens, cfg.batch_size, self.device, self.dtype
+            path,
+            self.prompts,
+            cfg.max_new_tokens,
+            cfg.batch_size,
+            self.device,
+            self.dtype,
+            cfg.allow_pickle,
         )
         result: dict = {"memorization": {}, "suites": {}}
         at = 0
@@ -129,15 +135,15 @@ def _nll_and_drift(
     examples = _fisher_examples(tokenizer, groups, cfg.fisher_examples) if rows else []
     if not cfg.targets and not examples:
         return {}, None
-    model = load_model(cfg.base, device, dtype)
+    model = load_model(cfg.base, device, dtype, cfg.allow_pickle)
     per_set = {t: target_set_nll(model, t, cfg.batch_size, cfg.limit) for t in cfg.targets}
     if not examples:
         return merge_labels(per_set), None
     weights = {k: v.cpu() for k, v in fisher.diagonal_fisher(model, examples).items()}
     del model
-    theta0 = cpu_params(cfg.base)
+    theta0 = cpu_params(cfg.base, cfg.allow_pickle)
     for c in track(rows, "drift", "model"):
-        c["drift"] = fisher.drift(weights, theta0, cpu_params(c["path"]))
+        c["drift"] = fisher.drift(weights, theta0, cpu_params(c["path"], cfg.allow_pickle))
     return merge_labels(per_set), {"estimator": FISHER_NOTE, "examples": len(examples)}
 
 

@@ -65,6 +65,9 @@ class GenerateConfig:
     flush_seconds: float = option(
         300.0, "Write buffered rows at least this often (bounds a kill's loss)."
     )
+    allow_pickle: bool = option(
+        False, "Load a model whose weights are only pickled (trusted models only)."
+    )
 
     def __post_init__(self) -> None:
         if not self.lam:

@@ -46,12 +46,12 @@ def _open_engine(cfg: GenerateConfig, stops: list[int]):
             cfg.model, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, runner=cfg.vllm_runner,
             eager=cfg.vllm_eager, tensor_parallel_size=cfg.tensor_parallel_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
-            cpu_kv_cache_gib=cfg.cpu_kv_cache_gib, **common,
+            cpu_kv_cache_gib=cfg.cpu_kv_cache_gib, allow_pickle=cfg.allow_pickle, **common,
         )  # fmt: skip
     from mixsd.generate.hf_engine import HFEngine
 
     device = resolve_device(cfg.device)
-    model = load_model(cfg.model, device, resolve_dtype(cfg.dtype, device))
+    model = load_model(cfg.model, device, resolve_dtype(cfg.dtype, device), cfg.allow_pickle)
     return HFEngine(model, pad_id=PAD_ID, **common)
 
 

@@ -146,6 +146,7 @@ def open_llm(
     gpu_memory_utilization: float = 0.9,
     cpu_kv_cache_gib: int = 4,
     seed: int = 0,
+    allow_pickle: bool = False,
 ):
     """A `vllm.LLM` set up so the two requests of a pair rarely drift apart, and its `EnginePlan`.
 
@@ -153,10 +154,15 @@ def open_llm(
     vLLM reads, set only while it starts and restored after), prefix caching (lam sweeps and
     resumes share prompts), priority scheduling (resumed pairs first), one data-parallel rank.
     Runner "v2" (Model Runner V2, chunked prefill allowed) or "v1" (legacy runner, chunked
-    prefill off).
+    prefill off). Weights are read from safetensors only unless `allow_pickle`
+    (`mixsd.safe_load`): vLLM's default "auto" format falls back to `*.bin` / `*.pt` (read with
+    `torch.load(weights_only=True)`).
     """
     from transformers import AutoConfig
 
+    from mixsd.safe_load import safetensors_only
+
+    load_format = "safetensors" if safetensors_only(model, allow_pickle) else "auto"
     platform = vllm_platform()
     try:
         model_config = AutoConfig.from_pretrained(model).to_dict()
@@ -192,6 +198,7 @@ def open_llm(
             logprobs_mode="raw_logprobs",
             enable_batch_sharded_sampling=False,
             logits_processors=[PROCESSORS[plan.runner]],
+            load_format=load_format,
         )
     return llm, plan
 
@@ -250,8 +257,8 @@ class VLLMEngine:
     model: a local model directory; batch_size: pairs in flight (2x requests); max_model_len is
     clamped to the model's limit (`plan_engine`); max_stalls: divergences at the same position
     before giving up; options: the rest of `open_llm`'s (device, runner, eager, dtype,
-    tensor_parallel_size, gpu_memory_utilization, cpu_kv_cache_gib, seed). `stats`: divergences
-    (pairs the processor stopped), resubmissions and engine steps.
+    tensor_parallel_size, gpu_memory_utilization, cpu_kv_cache_gib, seed, allow_pickle).
+    `stats`: divergences (pairs the processor stopped), resubmissions and engine steps.
     """
 
     def __init__(

@@ -80,7 +80,9 @@ class Plain:
             torch.save(state, tag_dir / "state.pt")
 
     def load(self, tag_dir: Path) -> None:
-        state = torch.load(tag_dir / "state.pt", map_location=self.device, weights_only=True)
+        from mixsd.safe_load import load_tensors
+
+        state = load_tensors(tag_dir / "state.pt", map_location=self.device)
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -98,14 +100,21 @@ class Plain:
 
 class DeepSpeedBackend:
     """A DeepSpeed engine built from a checked-in JSON config whose "auto" values are filled from
-    the train config. The torch optimizer is passed in, so DeepSpeed builds no FusedAdam."""
+    the train config. The torch optimizer is passed in, so DeepSpeed builds no FusedAdam.
+    Checkpoints are read without pickle unless `allow_pickle` (`weights_only_checkpoints`)."""
 
-    def __init__(self, model, optimizer, scheduler, ds_config: dict, world: int):
+    def __init__(
+        self, model, optimizer, scheduler, ds_config: dict, world: int, allow_pickle: bool = False
+    ):
         import deepspeed
 
         self.engine, *_ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
         )
+        if not allow_pickle:
+            from mixsd.safe_load import weights_only_checkpoints
+
+            weights_only_checkpoints(self.engine)
         self.module, self.world, self.device = self.engine.module, world, self.engine.device
         self.stage = ds_config["zero_optimization"]["stage"]
         # Stage 0 in fp32 clips with the torch optimizer but keeps no norm (get_global_grad_norm()

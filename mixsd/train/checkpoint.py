@@ -2,9 +2,13 @@
 
 Layout: `RUN/checkpoints/step-<k>/` holds the backend's state (model, optimizer, scheduler: a
 `state.pt`, or DeepSpeed's sharded files), `trainer.json` (the step reached) and one
-`rng-rank<r>.pt` per process; `RUN/checkpoints/latest` names the newest COMPLETE checkpoint and is
-replaced atomically after every process has written, so a kill at any moment leaves a resumable
+`rng-rank<r>.json` per process; `RUN/checkpoints/latest` names the newest COMPLETE checkpoint and
+is replaced atomically after every process has written, so a kill at any moment leaves a resumable
 run. The data order is a function of (seed, step) and needs no saving.
+
+Nothing here is read with pickle (a run directory may come from someone else): the RNG state is
+JSON, `state.pt` is read with `weights_only=True` (`mixsd.safe_load`). Checkpoints written before
+this (`rng-rank<r>.pt`, a pickle) are refused; `convert_pickled_rng` converts one by hand.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from mixsd.errors import MixsdError
 from mixsd.io import write_atomic
 
 
@@ -28,22 +33,38 @@ def _barrier() -> None:
 
 
 def rng_state() -> dict:
+    """This process's RNG state as JSON-ready plain values (ints, floats, hex strings): Python's
+    Mersenne Twister, NumPy's legacy global one, torch's CPU and (current) CUDA generators."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
+    return _plain(random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
+
+
+def _plain(python: tuple, numpy: tuple, cpu: torch.Tensor, cuda: torch.Tensor | None) -> dict:
+    version, words, gauss = python
+    kind, keys, pos, has_gauss, cached = numpy
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
+        "python": [version, list(words), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": cpu.numpy().tobytes().hex(),  # uint8 [5056]
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
+    if cuda is not None:
+        state["cuda"] = cuda.numpy().tobytes().hex()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    """Restore `rng_state()`'s values exactly (JSON floats round-trip bit for bit)."""
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(_bytes_tensor(state["torch"]))
     if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"])
+        torch.cuda.set_rng_state(_bytes_tensor(state["cuda"]))
+
+
+def _bytes_tensor(hex_text: str) -> torch.Tensor:
+    return torch.tensor(list(bytes.fromhex(hex_text)), dtype=torch.uint8)
 
 
 def save(run: Path, step: int, backend, rank: int) -> None:
@@ -57,7 +78,7 @@ def save(run: Path, step: int, backend, rank: int) -> None:
         tag.mkdir(parents=True)
     _barrier()
     backend.save(tag)
-    torch.save(rng_state(), tag / f"rng-rank{rank}.pt")
+    write_atomic(tag / f"rng-rank{rank}.json", json.dumps(rng_state()))
     _barrier()
     if rank == 0:
         previous = latest(run)
@@ -84,9 +105,28 @@ def load(run: Path, backend, rank: int) -> int:
     tag = latest(run)
     if tag is None:
         return 0
+    rng = tag / f"rng-rank{rank}.json"
+    if not rng.is_file() and (tag / f"rng-rank{rank}.pt").is_file():
+        raise MixsdError(
+            f"{tag / f'rng-rank{rank}.pt'}: an older checkpoint's RNG state, a pickle that could "
+            "run code when loaded, refused; if you trust this run, convert it by hand with "
+            'python -c "from mixsd.train.checkpoint import convert_pickled_rng as c; '
+            f"c('{tag}')\" and run again"
+        )
     backend.load(tag)
-    set_rng_state(torch.load(tag / f"rng-rank{rank}.pt", weights_only=False))
+    set_rng_state(json.loads(rng.read_text(encoding="utf-8")))
     return json.loads((tag / "trainer.json").read_text(encoding="utf-8"))["step"]
+
+
+def convert_pickled_rng(tag: str | Path) -> None:
+    """Rewrite an older checkpoint's pickled `rng-rank<r>.pt` files as `rng-rank<r>.json`.
+
+    UNPICKLES them (`weights_only=False`: they may run code): only for a run you trust.
+    """
+    for old in sorted(Path(tag).glob("rng-rank*.pt")):
+        state = torch.load(old, weights_only=False)  # the user vouched for this run
+        plain = _plain(state["python"], state["numpy"], state["torch"], state.get("cuda"))
+        write_atomic(old.with_suffix(".json"), json.dumps(plain))
 
 
 def export(backend, tokenizer, out: Path, rank: int) -> None:

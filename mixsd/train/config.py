@@ -20,7 +20,8 @@ DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 NLL_ONLY = ("targets", "failed", "too_long", "allow_mostly_reference")
 
 # Options that do not change the training trajectory: a resumed run may change them
-# (answer_methods only grades: recall, and the accuracy of OPSD's rollouts).
+# (answer_methods only grades: recall, and the accuracy of OPSD's rollouts; allow_pickle only
+# says which weight files may load).
 RESUMABLE_CHANGES = (
     "save_every",
     "export_every_epoch",
@@ -29,6 +30,7 @@ RESUMABLE_CHANGES = (
     "recall_max_new_tokens",
     "answer_methods",
     "allow_mostly_reference",  # a check at start; the data itself is checked on resume (data.json)
+    "allow_pickle",
 )
 
 
@@ -121,6 +123,9 @@ class TrainConfig:
         None,
         "How recall and OPSD's rollouts are graded: boxed,number,contains (default: nll: the "
         "methods the target sets were checked with, as generate recorded them; else boxed,number).",
+    )
+    allow_pickle: bool = option(
+        False, "Load a model whose weights are only pickled (trusted models only)."
     )
     opsd: OPSDConfig | None = None  # --method opsd only
 

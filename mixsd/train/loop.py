@@ -99,11 +99,11 @@ def _check_data(run: Path, fingerprint: dict) -> None:
         )
 
 
-def _load_model(path: str):
+def _load_model(path: str, allow_pickle: bool = False):
     """(tokenizer, fp32 model) of `path`; a one-line error when it is not a model directory."""
     from mixsd.data.models import load_model, load_tokenizer
 
-    return load_tokenizer(path), load_model(path)
+    return load_tokenizer(path), load_model(path, allow_pickle=allow_pickle)
 
 
 def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
@@ -146,7 +146,7 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
             grad_clip=cfg.grad_clip,
             bf16=bf16,
         )
-        backend = DeepSpeedBackend(model, optimizer, scheduler, ds, world)
+        backend = DeepSpeedBackend(model, optimizer, scheduler, ds, world, cfg.allow_pickle)
     return backend, micro, accumulation
 
 
@@ -177,7 +177,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     data = _data_fingerprint(cfg)
     _check_data(run_dir, data)
     torch.manual_seed(cfg.seed)
-    tokenizer, model = _load_model(cfg.model)
+    tokenizer, model = _load_model(cfg.model, cfg.allow_pickle)
     max_len = cfg.max_len or model.config.max_position_embeddings
     objective = _objective(cfg, tokenizer, max_len, packs_one_row(model), rank)
     total = schedule.total_steps(objective.n_items, cfg.batch_size, cfg.epochs, cfg.steps)

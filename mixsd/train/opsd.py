@@ -135,7 +135,8 @@ class OPSD:
         """The frozen teacher: the base model (`cfg.model`) again, in eval mode, no gradients."""
         from mixsd.data.models import load_model
 
-        self.teacher = load_model(self.cfg.model).to(device=device, dtype=dtype).eval()
+        teacher = load_model(self.cfg.model, allow_pickle=self.cfg.allow_pickle)
+        self.teacher = teacher.to(device=device, dtype=dtype).eval()
         self.teacher.requires_grad_(False)
         self.device = device
 

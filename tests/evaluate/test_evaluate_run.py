@@ -80,7 +80,15 @@ SCRIPT = {
 GOLDS = ["Mirel", "Zorv", "Mirel", "Mirel", "7", "paris", "12"]
 
 
-def _scripted(model_dir, prompts_ids, max_new_tokens, batch_size, device="cpu", dtype="float32"):
+def _scripted(
+    model_dir,
+    prompts_ids,
+    max_new_tokens,
+    batch_size,
+    device="cpu",
+    dtype="float32",
+    allow_pickle=False,
+):
     assert len(prompts_ids) == len(GOLDS)
     flags = SCRIPT[model_dir.rstrip("/").split("/")[-1]]
     return [f"\\boxed{{{g if ok else 'nope'}}}" for g, ok in zip(GOLDS, flags, strict=True)]
