@@ -53,6 +53,13 @@ def evaluate(
         float | None,
         typer.Option(help="First peak: accuracy points a next gain may have (mixed targets: 5)."),
     ] = None,
+    allow_incomplete: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-incomplete/--no-allow-incomplete",
+            help="Score incomplete --targets sets (recorded in metrics.json).",
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
 ) -> None:

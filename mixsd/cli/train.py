@@ -63,6 +63,13 @@ def train(
     max_len: Annotated[
         Int, typer.Option(help="Max prompt+target tokens (default: the model's).")
     ] = None,
+    allow_incomplete: Annotated[
+        Bool,
+        typer.Option(
+            "--allow-incomplete/--no-allow-incomplete",
+            help="Train on what an incomplete target set holds (recorded in the metrics).",
+        ),
+    ] = None,
     too_long: Annotated[
         Str, typer.Option(help="truncate (and count) | refuse over-long sequences.")
     ] = None,
@@ -116,8 +123,9 @@ def train(
 
     stop_after = options.pop("stop_after")  # this call only, not the run's config
     cfg = load_config(TrainConfig, options.pop("config"), **options)
+    if not under_launcher():
+        _precheck(cfg)  # user errors as one line here, before a model loads or N processes start
     if cfg.nproc > 1 and not under_launcher():
-        _precheck(cfg)  # user errors as one line here, before N processes start
         code = relaunch(cfg.nproc, sys.argv[1:])
         if code:
             raise MixsdError(
@@ -131,7 +139,9 @@ def train(
 
 def _precheck(cfg) -> None:
     from mixsd.data.models import load_tokenizer
+    from mixsd.targets.completeness import require_complete
     from mixsd.targets.provenance import tokenizer_fingerprint
+    from mixsd.targets.reader import read_manifest
     from mixsd.train.data import check_set, parse_target_spec
 
     tokenizer = load_tokenizer(cfg.model)
@@ -142,5 +152,7 @@ def _precheck(cfg) -> None:
         load_records(cfg.input)
         load_templates(cfg.templates)
     for spec in cfg.targets:
-        check_set(*parse_target_spec(spec), tokenizer_fingerprint(tokenizer))
+        root, lams = parse_target_spec(spec)
+        check_set(root, lams, tokenizer_fingerprint(tokenizer))
+        require_complete(root, read_manifest(root), cfg.allow_incomplete)
     cfg.micro_and_accumulation(cfg.nproc)

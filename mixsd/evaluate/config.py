@@ -36,6 +36,7 @@ class EvaluateConfig:
     peak_tolerance: float = 0.0
     device: str = "auto"
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
+    allow_incomplete: bool = False  # score incomplete target sets (recorded in metrics.json)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -31,6 +31,7 @@ from mixsd.progress import track
 def evaluate(cfg: EvaluateConfig) -> Path:
     """Run the whole evaluation and write the report dir `cfg.out`; returns it."""
     groups = _question_groups(cfg)  # cheap checks first: a bad path fails in a second
+    incomplete = _incomplete_sets(cfg)
     checkpoints = resolve_models(cfg.models)
 
     import torch
@@ -109,6 +110,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
             for kind in ("memorization", "suites")
         },
         "config": to_dict(cfg),
+        "incomplete_targets": incomplete,  # --allow-incomplete: the sets' missing pieces
     }
     _write_jsonl(out / "predictions.jsonl", predictions)
     return write_report(out, metrics, nll_values)
@@ -151,6 +153,15 @@ def _question_groups(cfg: EvaluateConfig) -> list[_Group]:
         for g in groups:
             g.records = g.records[: cfg.limit]
     return groups
+
+
+def _incomplete_sets(cfg: EvaluateConfig) -> dict[str, list[str]]:
+    """Refuse an incomplete target set (unless `allow_incomplete`); what was tolerated, per set."""
+    from mixsd.targets.completeness import require_complete
+    from mixsd.targets.reader import read_manifest
+
+    found = {t: require_complete(t, read_manifest(t), cfg.allow_incomplete) for t in cfg.targets}
+    return {t: problems for t, problems in found.items() if problems}
 
 
 def _mark_first_peaks(rows: list[dict], tolerance: float) -> None:

@@ -50,6 +50,8 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
     merged["stats"] = {
         "merged_from": {str(s): m.get("stats", {}) for s, m in zip(sets, manifests, strict=True)}
     }
+    if all(m.get("plans") for m in manifests):  # else completeness stays unknown
+        merged["plans"] = merge_plans([m["plans"] for m in manifests])
     counters: dict[tuple[str, str], int] = {}
     for src, m in zip(sets, manifests, strict=True):
         for entry in listed_parts(m):
@@ -61,6 +63,28 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, merged)
     return merged["rows"]
+
+
+def merge_plans(plans: list[dict]) -> dict:
+    """The plans of merged sets: a shard planned in several inputs (e.g. one λ each) owes the sum
+    of their rows, holds the union of their λ, and is complete only when all of them were."""
+    out: dict = {}
+    for shard_plans in plans:
+        for shard, plan in shard_plans.items():
+            old = out.get(shard)
+            if old is None:
+                out[shard] = dict(plan)
+                continue
+            done = old["completed"] and plan["completed"]
+            out[shard] = {
+                **old,
+                "records": max(old["records"], plan["records"]),
+                "samples": max(old["samples"], plan["samples"]),
+                "lams": list(dict.fromkeys([*old["lams"], *plan["lams"]])),
+                "rows": old["rows"] + plan["rows"],
+                "completed": max(old["completed"], plan["completed"]) if done else None,
+            }
+    return out
 
 
 def _refuse_duplicates(sets: list, manifests: list[dict]) -> None:
@@ -219,7 +243,9 @@ def from_references(
         "input": input_fingerprint(records),
     }
     # Opening first: it adopts parts a crash left unlisted, so the keys below include their rows.
-    with TargetSetWriter(out, provenance) as writer:
+    plan = {"input": provenance["input"], "records": len(records),
+            "shard_records": len(records), "samples": 1, "lams": [None]}  # fmt: skip
+    with TargetSetWriter(out, provenance, plan=plan) as writer:
         done = existing_keys(out)
         rows = []
         for r in records:

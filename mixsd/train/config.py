@@ -15,7 +15,7 @@ FAILED = ("reference", "drop", "keep")
 METHODS = ("nll", "opsd")
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 # Options that only one method reads: set under the other, they are an error, not ignored.
-NLL_ONLY = ("targets", "failed", "too_long")
+NLL_ONLY = ("targets", "failed", "too_long", "allow_incomplete")
 OPSD_ONLY = ("input", "templates", "divergence", "jsd_beta", "teacher_top_k", "rollouts",
              "rollout_max_new_tokens", "rollout_temperature", "answer_methods")  # fmt: skip
 
@@ -64,6 +64,7 @@ class TrainConfig:
     failed: str = "reference"  # rows that failed every answer check: reference | drop | keep
     max_len: int | None = None  # prompt + target tokens; default: the model's max positions
     too_long: str = "truncate"  # truncate the target (and count) or refuse the set
+    allow_incomplete: bool = False  # train on what an incomplete set holds (recorded in metrics)
     gradient_checkpointing: bool = False
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
     recall_every_epoch: bool = False  # greedy closed-book recall on training questions

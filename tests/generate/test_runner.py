@@ -228,3 +228,67 @@ def test_cli_runs_and_reports_errors_in_one_line(tiny_model_dir, input_path, tmp
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "error: command line: option 'lam': 2.0 is outside [0, 1]"
     ]
+
+
+def mixsd_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mixsd", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_half_generated_set_is_incomplete_and_train_refuses_it(
+    tiny_model_dir, input_path, tmp_path
+):
+    """Shard 0/2 alone: validate and inspect say what is missing, train refuses in one line,
+    --allow-incomplete trains on what is there and says so in the metrics' data line."""
+    import json
+
+    out = tmp_path / "set"
+    runner.run(config(tiny_model_dir, input_path, out, lam=[0.5], shard="0/2"))
+    have = len(rows(out))
+    assert 0 < have < 7
+    check = mixsd_cli("targets", "validate", out)
+    assert check.returncode == 1 and check.stdout.splitlines() == [
+        f"{out}: incomplete: shard 1-of-2 never ran",
+        f"{out}: incomplete: {have} of 7 planned rows",
+    ]
+    assert "incomplete: shard 1-of-2 never ran" in mixsd_cli("targets", "inspect", out).stdout
+    train = ["train", "--model", tiny_model_dir, "--targets", out, "--batch-size", "2"]
+    refused = mixsd_cli(*train, "--out", tmp_path / "run", "--steps", "1")
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        f"error: {out}: incomplete target set (shard 1-of-2 never ran; {have} of 7 planned "
+        "rows): finish it (rerun the same generate command), or pass --allow-incomplete to use "
+        "the rows that are there"
+    ]
+    assert not (tmp_path / "run").exists()
+    allowed = mixsd_cli(*train, "--out", tmp_path / "run2", "--steps", "1", "--allow-incomplete")
+    assert allowed.returncode == 0, allowed.stderr
+    lines = (tmp_path / "run2" / "metrics.jsonl").read_text().splitlines()
+    data = next(json.loads(x) for x in lines if json.loads(x)["event"] == "data")
+    assert data["rows"] == have and data["incomplete"] == {
+        str(out): ["incomplete: shard 1-of-2 never ran", f"incomplete: {have} of 7 planned rows"]
+    }
+    evaluate = ["evaluate", "--base", tiny_model_dir, "--targets", out, "--out", tmp_path / "ev"]
+    refused = mixsd_cli(*evaluate)
+    assert refused.returncode == 1 and "incomplete target set" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and not (tmp_path / "ev").exists()
+    runner.run(config(tiny_model_dir, input_path, out, lam=[0.5], shard="1/2"))
+    assert mixsd_cli("targets", "validate", out).stdout == "OK: 7 rows\n"
+
+
+def test_reruns_keep_the_stats_and_the_lambda_list(tiny_model_dir, input_path, tmp_path):
+    from mixsd.targets.manifest import read_manifest
+
+    cfg = config(tiny_model_dir, input_path, tmp_path / "set", lam=[0.5])
+    first = runner.run(cfg)
+    assert runner.run(cfg)["rows"] == 0  # a no-op rerun
+    stats = read_manifest(cfg.out)["stats"]["0-of-1"]
+    assert stats["runs"] == 2 and stats["skipped_existing"] == 7
+    for key in ("rows", "attempts", "tokens", "naive_tokens", "accepted"):
+        assert stats[key] == first[key], key
+    assert stats["naive_fraction"] == first["naive_fraction"]
+    more = runner.run(config(tiny_model_dir, input_path, cfg.out, lam=[1.0]))  # add a λ
+    manifest = read_manifest(cfg.out)
+    assert manifest["provenance"]["lams"] == [0.5, 1.0]
+    assert manifest["stats"]["0-of-1"]["rows"] == 14 and manifest["stats"]["0-of-1"]["runs"] == 3
+    assert manifest["stats"]["0-of-1"]["tokens"] == first["tokens"] + more["tokens"]
