@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mixsd.config import load_config
+from mixsd.outputs import check_output
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -48,6 +49,7 @@ def kgfact(
     from mixsd.data.config import KGFactConfig
 
     cfg = load_config(KGFactConfig, options.pop("config"), **options)
+    check_output(cfg.out, "corpus")
     _report(cfg.out, corpus.build(cfg))
 
 
@@ -67,6 +69,7 @@ def kgfunc(
     from mixsd.data.config import KGFuncConfig
 
     cfg = load_config(KGFuncConfig, options.pop("config"), **options)
+    check_output(cfg.out, "corpus")
     _report(cfg.out, corpus.build(cfg))
 
 

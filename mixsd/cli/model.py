@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mixsd.config import load_config
+from mixsd.outputs import check_output
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -34,6 +35,7 @@ def tiny(
 
     logging.disable_progress_bar()  # a one-shard save takes milliseconds
     cfg = load_config(TinyModelConfig, options.pop("config"), **options)
+    check_output(cfg.out, "model")
     build_tiny_model(cfg.out, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.seed)
     typer.echo(
         f"{cfg.out}: tiny model (hidden {cfg.hidden}, {cfg.layers} layers, {cfg.heads} heads)"
@@ -52,6 +54,7 @@ def toy(
     from mixsd.data.toy import ToyConfig, build_toy_model
 
     cfg = load_config(ToyConfig, options.pop("config"), **options)
+    check_output(cfg.out, "toy model")
     build_toy_model(cfg.out, cfg.seed, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.epochs,
                     cfg.lr, cfg.batch_size)  # fmt: skip
     typer.echo(f"{cfg.out}: toy model; its world's input sets in {cfg.out / 'world'}")

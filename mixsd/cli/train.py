@@ -139,11 +139,15 @@ def train(
 
 def _precheck(cfg) -> None:
     from mixsd.data.models import load_tokenizer
+    from mixsd.outputs import check_output
     from mixsd.targets.completeness import require_complete
     from mixsd.targets.provenance import tokenizer_fingerprint
     from mixsd.targets.reader import read_manifest
     from mixsd.train.data import check_set, parse_target_spec
 
+    roots = [parse_target_spec(spec)[0] for spec in cfg.targets]
+    inputs = [cfg.model, *roots, cfg.input, cfg.templates, cfg.deepspeed_config]
+    check_output(cfg.out, "run", inputs)
     tokenizer = load_tokenizer(cfg.model)
     if cfg.method == "opsd":
         from mixsd.data.io import load_records

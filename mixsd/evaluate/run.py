@@ -25,11 +25,13 @@ from mixsd.evaluate.config import EvaluateConfig
 from mixsd.evaluate.report import FISHER_NOTE, write_report
 from mixsd.evaluate.scoring import accuracy, first_peak, retention, score
 from mixsd.evaluate.suites import Suite, load_input, load_suite, memorization_splits
+from mixsd.outputs import check_output
 from mixsd.progress import track
 
 
 def evaluate(cfg: EvaluateConfig) -> Path:
     """Run the whole evaluation and write the report dir `cfg.out`; returns it."""
+    check_output(cfg.out, "report", [cfg.base, *cfg.models, cfg.input, *cfg.targets])
     groups = _question_groups(cfg)  # cheap checks first: a bad path fails in a second
     incomplete = _incomplete_sets(cfg)
     checkpoints = resolve_models(cfg.models)

@@ -127,9 +127,11 @@ def run(cfg: GenerateConfig) -> dict:
     """Decode the targets of `cfg` into the target set `cfg.out`; returns this run's stats."""
     from mixsd.data.io import load_records
     from mixsd.data.templates import build_prompt_pair, load_templates
+    from mixsd.outputs import check_output
     from mixsd.targets.manifest import read_manifest
     from mixsd.targets.writer import TargetSetWriter, existing_keys
 
+    check_output(cfg.out, "target set", [cfg.input, cfg.model, cfg.templates])
     records = load_records(cfg.input)
     tokenizer = load_tokenizer(cfg.model)
     stops = stop_ids(tokenizer, cfg.stop, model_eos_ids(cfg.model))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mixsd
 from mixsd.errors import MixsdError
+from mixsd.outputs import check_output
 from mixsd.targets.manifest import fsync_dir, new_manifest, read_manifest, write_manifest
 from mixsd.targets.provenance import (
     CHUNK,
@@ -37,8 +38,9 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
     out = Path(out)
     if len(sets) < 2:
         raise MixsdError("merge needs at least two sets")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and out.is_dir() and any(out.iterdir()):
         raise MixsdError(f"{out}: already exists and is not empty")
+    check_output(out, "target set", sets)
     manifests = [read_manifest(s) for s in sets]
     for path, m in zip(sets[1:], manifests[1:], strict=True):
         try:
@@ -141,6 +143,8 @@ def export(
     """
     if fmt not in ("jsonl", "messages"):
         raise MixsdError(f"export format '{fmt}': expected jsonl or messages")
+    if out is not None:
+        check_output(out, "file", [root, tokenizer])
     if fmt == "messages":
         prov = read_manifest(root)["provenance"]
         name = tokenizer or (prov.get("model") or {}).get("name")
@@ -160,8 +164,6 @@ def export(
             sys.stdout.write(line + "\n")
         return n
     out = Path(out)
-    if out.is_dir():
-        raise MixsdError(f"{out}: is a folder; --out expects a file path")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # like every other writer of the project
     except OSError as e:
@@ -228,6 +230,7 @@ def from_references(
     from mixsd.data.io import load_records
     from mixsd.data.templates import build_prompt_pair, load_templates, target_ids
 
+    check_output(out, "target set", [input_path, model, templates])
     records = load_records(input_path)
     chosen = load_templates(templates)
     tok = load_tokenizer(model)
