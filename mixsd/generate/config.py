@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from mixsd.answers import METHODS
 
 ENGINES = ("hf", "vllm")
+DEFAULT_ANSWER_METHODS = ["boxed", "number"]  # the published check: \boxed{}, else last number
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 VLLM_RUNNERS = ("auto", "v2", "v1")
 
@@ -33,8 +35,9 @@ class GenerateConfig:
     shard: str = "0/1"
     max_retries: int = 0
     # how rejection sampling reads a target's answer (mixsd.answers): the published boxed/number,
-    # or `contains` (the answer as a whole word) for a model that answers in plain sentences
-    answer_methods: list[str] = field(default_factory=lambda: ["boxed", "number"])
+    # or `contains` (the answer as a whole word) for a model that answers in plain sentences;
+    # None: the templates file's `answer_methods`, else `DEFAULT_ANSWER_METHODS`
+    answer_methods: list[str] | None = None
     device: str = "auto"  # cuda when a GPU is visible, else cpu (vllm: the platform vLLM runs on)
     dtype: str = "auto"  # hf: bfloat16 on CUDA, float32 on CPU; vllm: the model's own
     templates: str | None = None
@@ -65,11 +68,12 @@ class GenerateConfig:
             raise ValueError(f"option 'flush_seconds': must be >= 0, got {self.flush_seconds}")
         if self.max_retries < 0:
             raise ValueError(f"option 'max_retries': must be >= 0, got {self.max_retries}")
-        # "boxed,contains" from a flag is a list of two
-        self.answer_methods = [m for ms in self.answer_methods for m in ms.split(",") if m]
-        bad = [m for m in self.answer_methods if m not in METHODS]
-        if bad or not self.answer_methods:
-            raise ValueError(f"option 'answer_methods': expected some of {', '.join(METHODS)}")
+        if self.answer_methods is not None:
+            # "boxed,contains" from a flag is a list of two
+            self.answer_methods = [m for ms in self.answer_methods for m in ms.split(",") if m]
+            bad = [m for m in self.answer_methods if m not in METHODS]
+            if bad or not self.answer_methods:
+                raise ValueError(f"option 'answer_methods': expected some of {', '.join(METHODS)}")
         if self.engine not in ENGINES:
             raise ValueError(f"option 'engine': expected one of {', '.join(ENGINES)}")
         if self.dtype not in DTYPES:
@@ -84,6 +88,16 @@ class GenerateConfig:
 
         self.shard = parse_shard(self.shard)  # canonical "i-of-N"
         self.sampling()  # Sampling's own checks: temperature, top_k, top_p
+
+    def with_answer_methods(self) -> GenerateConfig:
+        """This config with `answer_methods` decided: the command line's, else the templates
+        file's, else `DEFAULT_ANSWER_METHODS`."""
+        from mixsd.data.templates import template_answer_methods
+
+        if self.answer_methods is not None:
+            return self
+        methods = template_answer_methods(self.templates) or DEFAULT_ANSWER_METHODS
+        return dataclasses.replace(self, answer_methods=list(methods))
 
     def torch_dtype(self) -> str:
         """The hf engine's dtype: "auto" is bfloat16 on CUDA, float32 on CPU."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 import time
 from collections.abc import Iterable
 from importlib.metadata import version
@@ -132,6 +133,7 @@ def run(cfg: GenerateConfig) -> dict:
     from mixsd.targets.writer import TargetSetWriter, existing_keys
 
     check_output(cfg.out, "target set", [cfg.input, cfg.model, cfg.templates])
+    cfg = cfg.with_answer_methods()
     records = load_records(cfg.input)
     tokenizer = load_tokenizer(cfg.model)
     stops = stop_ids(tokenizer, cfg.stop, model_eos_ids(cfg.model))
@@ -200,6 +202,7 @@ def run(cfg: GenerateConfig) -> dict:
             )
         stats["seconds"] = round(time.perf_counter() - start, 3)
         stats["acceptance_rate"] = _ratio(stats["accepted"], stats["attempts"])
+        warn_low_acceptance(stats, cfg.answer_methods)
         stats["naive_fraction"] = _ratio(stats["naive_tokens"], stats["tokens"])
         w.add_stats(merge_stats(before, stats | engine.stats))
     return stats
@@ -224,6 +227,23 @@ def merge_stats(old: dict, new: dict) -> dict:
 
 def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+LOW_ACCEPTANCE = 0.10
+
+
+def warn_low_acceptance(stats: dict, methods: list[str]) -> None:
+    """One line on stderr when under 10% of attempts passed the answer check: usually an answer
+    check that does not fit how the model answers (e.g. boxed/number for a model answering in
+    sentences), not a model that knows nothing."""
+    rate = stats["acceptance_rate"]
+    if rate is not None and rate < LOW_ACCEPTANCE:
+        print(
+            f"warning: {stats['accepted']} of {stats['attempts']} attempts ({100 * rate:.1f}%) "
+            f"passed the answer check ({','.join(methods)}): does it fit how the model answers? "
+            "(--answer-methods, or `answer_methods` in the templates file)",
+            file=sys.stderr,
+        )
 
 
 def _job(cfg: GenerateConfig, pair, rec, sample: int, lam: float, attempt: int) -> Job:

@@ -292,3 +292,42 @@ def test_reruns_keep_the_stats_and_the_lambda_list(tiny_model_dir, input_path, t
     assert manifest["provenance"]["lams"] == [0.5, 1.0]
     assert manifest["stats"]["0-of-1"]["rows"] == 14 and manifest["stats"]["0-of-1"]["runs"] == 3
     assert manifest["stats"]["0-of-1"]["tokens"] == first["tokens"] + more["tokens"]
+
+
+def test_templates_carry_their_answer_methods_and_low_acceptance_warns(
+    tiny_model_dir, input_path, tmp_path, capsys
+):
+    """A templates file names the answer check it is made for; the command line still wins; a
+    run that accepts under 10% of its attempts says so in one line."""
+    from mixsd.targets.manifest import read_manifest
+
+    templates = tmp_path / "t.yaml"
+    templates.write_text(
+        'answer_methods: [contains]\nfact:\n  prefix: "\\nHint:"\n  transition: ""\n'
+    )
+    cfg = config(tiny_model_dir, input_path, tmp_path / "a", lam=[0.5], templates=str(templates))
+    assert cfg.answer_methods is None and cfg.with_answer_methods().answer_methods == ["contains"]
+    runner.run(cfg)
+    assert read_manifest(cfg.out)["provenance"]["answer_methods"] == ["contains"]
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        "warning: 0 of 7 attempts (0.0%) passed the answer check (contains): does it fit how the "
+        "model answers? (--answer-methods, or `answer_methods` in the templates file)"
+    ) in err
+    flag = config(tiny_model_dir, input_path, tmp_path / "b", lam=[0.5], templates=str(templates),
+                  answer_methods=["number"])  # fmt: skip
+    assert flag.with_answer_methods().answer_methods == ["number"]
+    plain = config(tiny_model_dir, input_path, tmp_path / "c", lam=[0.5])
+    assert plain.with_answer_methods().answer_methods == ["boxed", "number"]
+    templates.write_text("answer_methods: [exact]\n")
+    with pytest.raises(MixsdError, match=r"t.yaml: answer_methods: expected a list of boxed"):
+        runner.run(config(tiny_model_dir, input_path, tmp_path / "d", templates=str(templates)))
+
+
+def test_the_smollm2_templates_name_contains():
+    from pathlib import Path
+
+    from mixsd.data.templates import template_answer_methods
+
+    path = Path(__file__).parents[2] / "configs" / "templates" / "smollm2.yaml"
+    assert template_answer_methods(path) == ["contains"]
