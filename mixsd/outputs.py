@@ -32,8 +32,8 @@ KINDS = {
 def check_output(
     path: str | Path, kind: str, inputs: Iterable[str | Path | None] = (), option: str = "--out"
 ) -> Path:
-    """Refuse (MixsdError, one line) an output `path` of `kind` (see `KINDS`) that equals or lies
-    inside one of `inputs` or inside a target set; an existing file where a folder is expected
+    """Refuse (MixsdError, one line) an output `path` of `kind` (see `KINDS`) that is one of
+    `inputs` or lies inside a target set; an existing file where a folder is expected
     (or a folder where a file is); a folder with Parquet parts but no manifest; a non-empty folder
     that is not an output of the same kind; a place that cannot be written. Returns `path`."""
     out = Path(path)
@@ -47,8 +47,8 @@ def check_output(
         if given is None:
             continue
         source = Path(given).resolve()
-        if where == source or source in where.parents:
-            raise MixsdError(f"{option} {out}: is (or lies inside) the input {given}")
+        if where == source:
+            raise MixsdError(f"{option} {out}: is also an input ({given}): choose another path")
     if kind == "file":
         if out.is_dir():
             raise MixsdError(f"{option} {out}: is a folder; expected a file path")

@@ -38,7 +38,7 @@ def test_inputs_and_target_sets_are_never_outputs(tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text("{}\n")
     assert one_line_error("target set", data, [data]) == (
-        f"--out {data}: is (or lies inside) the input {data}"
+        f"--out {data}: is also an input ({data}): choose another path"
     )
     (tmp_path / "set").mkdir()
     (tmp_path / "set" / ".manifest.json").write_text("{}")
@@ -104,7 +104,9 @@ def test_commands_refuse_bad_outputs_before_any_work(tiny_model_dir, tmp_path):
     data = write_records([Record("q0", "Who?", "Ada.")], tmp_path / "in.jsonl")
     before = data.read_bytes()
     gen = ["generate", "--model", tiny_model_dir, "--input", data, "--max-new-tokens", "2"]
-    refused(mixsd(*gen, "--out", data), f"--out {data}: is (or lies inside) the input {data}")
+    refused(
+        mixsd(*gen, "--out", data), f"--out {data}: is also an input ({data}): choose another path"
+    )
     assert data.read_bytes() == before
     refused(
         mixsd(*gen, "--out", "/proc/x"),
