@@ -49,6 +49,9 @@ class EvaluateConfig:
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     dtype: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+    allow_incomplete: bool = option(
+        False, "Score incomplete --targets sets (recorded in metrics.json)."
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -47,6 +47,7 @@ class DataStats:
     failed: int = 0  # rows with correct == false, whatever the policy did with them
     failed_policy: str = "reference"
     replaced: int = 0  # failed rows trained on their reference instead
+    incomplete: dict[str, list[str]] = field(default_factory=dict)  # --allow-incomplete: why
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -97,16 +98,19 @@ def load_examples(
     max_len: int,
     too_long: str = "truncate",
     failed: str = "reference",
+    allow_incomplete: bool = False,
 ) -> tuple[list[Example], DataStats]:
     """All training examples of the sets `specs`, in set then stored order.
 
     Rows without a target (e.g. `prompt_too_long`) are dropped and counted; failed rows follow
-    `failed` (keep | drop | reference, see the module doc). A sequence longer than `max_len` has
+    `failed` (keep | drop | reference, see the module doc). An incomplete set is refused unless
+    `allow_incomplete` (then recorded in the stats). A sequence longer than `max_len` has
     its target cut to fit (`too_long="truncate"`, counted) or stops the run (`"refuse"`); a prompt
     that alone fills `max_len` is dropped.
     """
+    from mixsd.targets.completeness import require_complete
     from mixsd.targets.provenance import tokenizer_fingerprint
-    from mixsd.targets.reader import iter_batches
+    from mixsd.targets.reader import iter_batches, read_manifest
 
     fingerprint = tokenizer_fingerprint(tokenizer)
     examples: list[Example] = []
@@ -114,6 +118,8 @@ def load_examples(
     for spec in specs:
         root, lams = parse_target_spec(spec)
         check_set(root, lams, fingerprint)
+        if problems := require_complete(root, read_manifest(root), allow_incomplete):
+            stats.incomplete[spec] = problems
         n_before = len(examples)
         for batch in iter_batches(root, lams=lams, columns=COLUMNS):
             for row in batch.to_pylist():

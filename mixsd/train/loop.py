@@ -125,7 +125,9 @@ def _objective(cfg: TrainConfig, tokenizer, max_len: int, one_row: bool) -> Obje
         from mixsd.train.opsd import OPSD
 
         return OPSD(cfg, tokenizer, max_len, one_row)
-    examples, stats = load_examples(cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed)
+    examples, stats = load_examples(
+        cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed, cfg.allow_incomplete
+    )
     return TargetNLL(examples, stats, one_row)
 
 
