@@ -220,7 +220,7 @@ def assert_same_rows(a: list[dict], b: list[dict]) -> None:
 def on_shared_engine(monkeypatch, vllm):
     """runner.run with --engine vllm on the module's engine (set up from each run's config)."""
 
-    def open_engine(cfg, stops, pad_id):
+    def open_engine(cfg, stops):
         sampling = cfg.sampling()
         return like(vllm, sampling, stops, cfg.max_new_tokens, cfg.max_model_len)
 
