@@ -4,12 +4,14 @@ Every stage defines a `@dataclass` whose fields are its options (each declared o
 help, by `option`) and whose `__post_init__` holds all of its checks (the one place they live).
 `load_config` builds it from a YAML file plus the flags the user actually passed (`None` means
 "not given"), coercing strings such as `--lam 0,0.3,0.5` to the field's declared type, and turns
-every mistake into a one-line `MixsdError`.
+every mistake into a one-line `MixsdError`. Every float option must be finite (checked here, once
+for all stages); ranges are each stage's `__post_init__`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import MISSING, field
@@ -163,6 +165,8 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
             if not number.is_integer():  # batch_size: 1.5 must not become 1
                 raise ValueError(f"option '{name}': expected int, got {value!r}")
             return int(number)
+        if not math.isfinite(number):  # NaN is not JSON, and no option means infinity
+            raise ValueError(f"option '{name}': expected a finite number, got {value!r}")
         return number
     if hint is Path:
         return Path(value)

@@ -1,5 +1,6 @@
 """The stage-config loader: YAML, flag overrides, type coercion, one-line errors."""
 
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def _invoke(monkeypatch, module, name, args):
     from mixsd.cli import app
 
     seen = {}
+    # train's precheck opens the model and the sets before any work: here they are only names
+    monkeypatch.setattr("mixsd.cli.train._precheck", lambda cfg: None)
     monkeypatch.setattr(module, name, lambda cfg, *a, **kw: seen.update(cfg=cfg, kw=kw) or {})
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert "cfg" in seen, result.output
@@ -141,7 +144,7 @@ def test_flags_not_given_leave_the_dataclass_defaults(monkeypatch, tmp_path):
     text = " ".join(
         CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "300"}).output.split()
     )
-    for shown in ("greedy. (default: 0.6)", "(default: 0.0,0.3,0.5)", "(default: boxed,number)",
+    for shown in ("greedy. (default: 0.6)", "(default: 0.0,0.3,0.5)", "else boxed,number)",
                   "conditional. (default: on)"):  # fmt: skip
         assert shown in text, shown
 
@@ -170,3 +173,49 @@ def test_comma_separated_answer_methods_from_a_flag():
         GenerateConfig, model="m", input="i", out="o", answer_methods="boxed,contains"
     )
     assert cfg.answer_methods == ["boxed", "contains"]
+
+
+def _float_fields():
+    """(config class, field) for every float option of every command (lists of floats too)."""
+    import dataclasses
+    import typing
+
+    from mixsd.data.config import KGFactConfig, KGFuncConfig
+    from mixsd.evaluate.config import EvaluateConfig
+    from mixsd.generate.config import GenerateConfig
+    from mixsd.train.config import TrainConfig
+
+    classes = [GenerateConfig, TrainConfig, EvaluateConfig, KGFactConfig, KGFuncConfig]
+    out = []
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if "float" in str(hints[f.name]):
+                out.append((cls, f.name))
+    return out
+
+
+@pytest.mark.parametrize(("cls", "name"), _float_fields())
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", float("nan"), "0.5,nan"])
+def test_every_float_option_must_be_finite(cls, name, value):
+    is_list = "list" in str(typing.get_type_hints(cls)[name])
+    if isinstance(value, float) and is_list:
+        value = [value]  # a list option takes a list from YAML
+    if value == "0.5,nan" and not is_list:
+        value = "+nan"
+    with pytest.raises(MixsdError) as info:
+        load_config(cls, None, **{name: value})
+    text = str(info.value)
+    assert f"option '{name}'" in text and "finite" in text and "\n" not in text
+
+
+def test_float_fields_found():
+    names = {n for _, n in _float_fields()}
+    assert {"temperature", "top_p", "lam", "lr", "peak_tolerance"} <= names
+
+
+def test_nan_in_yaml_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m\nlams: [0.1, .nan]\n")
+    with pytest.raises(MixsdError, match=r"option 'lams': expected a finite number, got nan"):
+        load_config(Demo, path)

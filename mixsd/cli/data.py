@@ -9,6 +9,7 @@ import typer
 
 from mixsd.cli.options import config_command
 from mixsd.data.config import KGFactConfig, KGFuncConfig
+from mixsd.outputs import check_output
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -33,12 +34,14 @@ def validate(
 def _kgfact(cfg: KGFactConfig) -> None:
     from mixsd.data import kgfact as corpus
 
+    check_output(cfg.out, "corpus")
     _report(cfg.out, corpus.build(cfg))
 
 
 def _kgfunc(cfg: KGFuncConfig) -> None:
     from mixsd.data import kgfunc as corpus
 
+    check_output(cfg.out, "corpus")
     _report(cfg.out, corpus.build(cfg))
 
 

@@ -10,6 +10,7 @@ import typer
 from mixsd.cli.options import config_command
 from mixsd.config import load_config
 from mixsd.data.config import TinyModelConfig
+from mixsd.outputs import check_output
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -23,6 +24,7 @@ def _tiny(cfg: TinyModelConfig) -> None:
     from mixsd.data.models import build_tiny_model
 
     logging.disable_progress_bar()  # a one-shard save takes milliseconds
+    check_output(cfg.out, "model")
     build_tiny_model(cfg.out, cfg.hidden, cfg.layers, cfg.heads, cfg.vocab, cfg.seed)
     typer.echo(
         f"{cfg.out}: tiny model (hidden {cfg.hidden}, {cfg.layers} layers, {cfg.heads} heads)"
@@ -50,6 +52,7 @@ def toy(
     from mixsd.recipes.toy import ToyConfig, build_toy_model
 
     cfg = load_config(ToyConfig, options.pop("config"), **options)
+    check_output(cfg.out, "toy model")
     build_toy_model(cfg)
     typer.echo(f"{cfg.out}: toy model; its world's input sets in {cfg.out / 'world'}")
 

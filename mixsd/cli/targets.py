@@ -28,8 +28,11 @@ def inspect(
 
 @app.command("validate")
 def validate(root: Set) -> None:
-    """Check checksums, schema, row consistency, unique keys, unlisted parts: print each problem
-    on one line and exit 1, else print `OK: N rows`."""
+    """Check completeness (every planned shard ran and finished), checksums, schema, row
+    consistency, unique keys, unlisted parts: print each problem on one line and exit 1, else
+    print `OK: N rows` (plus a note when the set predates recorded plans)."""
+    from mixsd.targets.completeness import completeness
+    from mixsd.targets.reader import read_manifest
     from mixsd.targets.validate import validate as check
 
     problems, rows = check(root)
@@ -37,7 +40,8 @@ def validate(root: Set) -> None:
         typer.echo(problem)
     if problems:
         raise typer.Exit(1)
-    typer.echo(f"OK: {rows} rows")
+    note = completeness(read_manifest(root))[1]
+    typer.echo(f"OK: {rows} rows" + (f" ({note})" if note else ""))
 
 
 @app.command("merge")

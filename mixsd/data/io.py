@@ -56,10 +56,11 @@ def validate(path: str | Path) -> list[Problem]:
     return check(path)[1]
 
 
-def load_records(path: str | Path) -> list[Record]:
+def load_records(path: str | Path, need_reference: bool = True) -> list[Record]:
     """The records at `path`; raises MixsdError naming the first problem when there is any.
-    The notes (ids derived, fields ignored) go to stderr, one line each."""
-    records, problems, notes = check(path)
+    The notes (ids derived, fields ignored) go to stderr, one line each. `need_reference=False`
+    (an answer is all the caller needs): see `parse_record`."""
+    records, problems, notes = check(path, need_reference)
     if problems:
         more = len(problems) - 1
         hint = f" (and {more} more: 'mixsd data validate {path}' lists them)" if more else ""
@@ -69,7 +70,9 @@ def load_records(path: str | Path) -> list[Record]:
     return records
 
 
-def check(path: str | Path) -> tuple[list[Record], list[Problem], list[str]]:
+def check(
+    path: str | Path, need_reference: bool = True
+) -> tuple[list[Record], list[Problem], list[str]]:
     """The valid records at `path`, the problems found reading and checking them, and notes on
     what was done to records that load (ids derived from content, fields ignored)."""
     path = Path(path)
@@ -85,7 +88,7 @@ def check(path: str | Path) -> tuple[list[Record], list[Problem], list[str]]:
         if isinstance(raw, Problem):
             problems.append(raw)
             continue
-        record, errors = parse_record(raw)
+        record, errors = parse_record(raw, need_reference)
         problems += [Problem(name, line, f, m, unit) for f, m in errors]
         for f in set(raw) & set(IGNORED_FIELDS) if isinstance(raw, dict) else ():
             ignored[f] = ignored.get(f, 0) + 1

@@ -5,6 +5,11 @@ A row gives its prompt and reference in one of three forms: `prompt`/`reference`
 `input`, `output` (prompt = instruction, a blank line, input). Every other field must be one of
 the record's (a misspelt `knowlege` would silently change what the expert sees), except the data
 builder's `IGNORED_FIELDS`. A row without an `id` gets `content_id`.
+
+The authors' evaluation files (test and paraphrase sets) hold `{"prompt", "ground_truth_answer"}`:
+`ground_truth_answer` is read as `answer`, and where an answer is all a stage needs (evaluate's
+`--input`: `need_reference=False`) a row may have no reference. Generate and SFT sets still need
+the reference (the answer text a target is made from): without one the row is refused, saying so.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ _FIELDS = {"id", "prompt", "reference", "kind", "paraphrases", *_OPTIONAL_TEXT}
 _FIELDS |= {f for fields in _FORMS.values() for f in fields}
 # Written by the paper's data builder next to `messages`; nothing in mixsd reads them.
 IGNORED_FIELDS = ("clear_answer", "mix_meta", "subject")
+GROUND_TRUTH = "ground_truth_answer"  # the authors' evaluation files' name for `answer`
 
 
 def row_id(raw: Any) -> str | None:
@@ -32,14 +38,22 @@ def row_id(raw: Any) -> str | None:
     return ident if _text(ident) else None
 
 
-def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]:
-    """A `Record` from one raw row, or None and the (field, message) problems that prevent it."""
+def parse_record(
+    raw: Any, need_reference: bool = True
+) -> tuple[Record | None, list[tuple[str | None, str]]]:
+    """A `Record` from one raw row, or None and the (field, message) problems that prevent it.
+    `need_reference=False`: a row with an answer (`answer` or `ground_truth_answer`) may lack
+    the reference."""
     if not isinstance(raw, dict):
         return None, [(None, f"expected a JSON object, got {type(raw).__name__}")]
     if None in raw:
         return None, [(None, "more cells than header columns")]
     raw = {k: v for k, v in raw.items() if v is not None and k not in IGNORED_FIELDS}
     errors: list[tuple[str | None, str]] = []
+    if GROUND_TRUTH in raw:  # the authors' evaluation files
+        if "answer" in raw:
+            errors.append((GROUND_TRUTH, "give one of answer or ground_truth_answer"))
+        raw["answer"] = raw.pop(GROUND_TRUTH)
     required = ["prompt", "reference"]
     forms = [f for f, fields in _FORMS.items() if set(fields) & set(raw)]
     if len(forms) + ("prompt" in raw or "reference" in raw) > 1:
@@ -63,8 +77,12 @@ def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]
         raw["id"] = row_id(raw) or raw["id"]  # integer ids become strings
         if not _text(raw["id"]):
             errors.append(("id", f"expected a non-empty string, got {_show(raw['id'])}"))
+    answer_only = "answer" in raw and "reference" not in raw
     for field in required:
-        if field not in raw:
+        if field == "reference" and answer_only:
+            if need_reference:
+                errors.append((field, _NO_REFERENCE))
+        elif field not in raw:
             errors.append((field, "missing (required: a non-empty string)"))
         elif not _text(raw[field]):
             errors.append((field, f"expected a non-empty string, got {_show(raw[field])}"))
@@ -88,7 +106,7 @@ def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]
     record = Record(
         id=raw["id"] if "id" in raw else content_id(raw, kind, paraphrases),
         prompt=raw["prompt"],
-        reference=raw["reference"],
+        reference=raw.get("reference"),
         knowledge=raw.get("knowledge"),
         answer=raw.get("answer"),
         kind=kind,
@@ -98,6 +116,10 @@ def parse_record(raw: Any) -> tuple[Record | None, list[tuple[str | None, str]]]
     return record, []
 
 
+_NO_REFERENCE = (
+    "missing: generating targets needs the reference answer text (an answer alone, as in a "
+    "prompt + ground_truth_answer evaluation file, serves evaluate --input only)"
+)
 _MESSAGES = "expected [{role: user, content}, {role: assistant, content}], non-empty contents"
 
 
@@ -133,7 +155,7 @@ def content_id(raw: dict, kind: str, paraphrases) -> str:
     """The id of a record given without one: "h" + 16 hex digits of a hash of everything mixsd
     reads from it, so the same record gets the same id on every run and every shard. `check`
     appends "-k" to the k-th repeat of a content within a file."""
-    content = [raw["prompt"], raw["reference"], *(raw.get(f) for f in _OPTIONAL_TEXT), kind]
+    content = [raw["prompt"], raw.get("reference"), *(raw.get(f) for f in _OPTIONAL_TEXT), kind]
     text = json.dumps([*content, list(paraphrases)], ensure_ascii=False)
     return "h" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 

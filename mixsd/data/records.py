@@ -24,7 +24,7 @@ class Record:
 
     id: str
     prompt: str
-    reference: str
+    reference: str | None  # None only in answer-only records (`parse`: evaluation files)
     knowledge: str | None = None
     answer: str | None = None
     kind: str = "fact"
@@ -32,7 +32,7 @@ class Record:
     paraphrases: tuple[str, ...] = field(default_factory=tuple)
 
     @property
-    def expert_knowledge(self) -> str:
+    def expert_knowledge(self) -> str | None:
         return self.knowledge if self.knowledge is not None else self.reference
 
     @property

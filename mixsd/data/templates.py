@@ -10,15 +10,18 @@ with MixSD (see `DEFAULT_TEMPLATES`) and can be replaced per input set with a YA
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixsd import answers
 from mixsd.config import read_yaml_mapping
 from mixsd.data.records import KINDS, Record
 from mixsd.errors import MixsdError
 from mixsd.modeling import end_of_turn_id
 
 PLAIN_TEMPLATE = "Question: {user}\nAnswer: "
+ANSWER_METHODS = "answer_methods"  # the templates file's optional key beside the kinds
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,16 @@ class PromptPair:
 
 
 def load_templates(path: str | Path | None) -> dict[str, ExpertTemplate]:
-    """The default templates, with kinds overridden by a YAML file `{kind: {prefix, transition}}`."""
+    """The default templates, with kinds overridden by a YAML file `{kind: {prefix, transition}}`
+    (its optional `answer_methods` key: see `template_answer_methods`)."""
     templates = dict(DEFAULT_TEMPLATES)
     if path is None:
         return templates
     path = Path(path)
+    template_answer_methods(path)  # checked here too: every reader of the file sees its errors
     for kind, spec in read_yaml_mapping(path).items():
+        if kind == ANSWER_METHODS:
+            continue
         if kind not in KINDS:
             raise MixsdError(f"{path}: unknown kind '{kind}' (expected one of {', '.join(KINDS)})")
         if not isinstance(spec, dict) or set(spec) != {"prefix", "transition"}:
@@ -70,6 +77,21 @@ def load_templates(path: str | Path | None) -> dict[str, ExpertTemplate]:
             raise MixsdError(f"{path}: kind '{kind}': prefix and transition must be strings")
         templates[kind] = ExpertTemplate(spec["prefix"], spec["transition"])
     return templates
+
+
+def template_answer_methods(path: str | Path | None) -> list[str] | None:
+    """The answer check a templates file is made for (`answer_methods: [contains]`: templates for
+    a model that answers in sentences), or None when it names none (or no file is given)."""
+    if path is None:
+        return None
+    methods = read_yaml_mapping(Path(path)).get(ANSWER_METHODS)
+    if methods is None:
+        return None
+    methods = [methods] if isinstance(methods, str) else methods
+    if isinstance(methods, list) and all(isinstance(m, str) for m in methods):
+        with contextlib.suppress(ValueError):  # the one check of answer methods
+            return answers.check_methods(methods)
+    raise MixsdError(f"{path}: {ANSWER_METHODS}: expected a list of {', '.join(answers.METHODS)}")
 
 
 def render_user_turn(tokenizer, user: str) -> list[int]:

@@ -52,6 +52,9 @@ class EvaluateConfig:
     allow_pickle: bool = option(
         False, "Load a model whose weights are only pickled (trusted models only)."
     )
+    allow_incomplete: bool = option(
+        False, "Score incomplete --targets sets (recorded in metrics.json)."
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -28,12 +28,15 @@ from mixsd.evaluate.scoring import accuracy, first_peak, retention, score
 from mixsd.evaluate.suites import Suite, load_input, load_suite, memorization_splits
 from mixsd.io import atomic_file
 from mixsd.modeling import resolve_device, resolve_dtype
+from mixsd.outputs import check_output
 from mixsd.progress import track
 
 
 def evaluate(cfg: EvaluateConfig) -> Path:
     """Run the whole evaluation and write the report dir `cfg.out`; returns it."""
+    check_output(cfg.out, "report", [cfg.base, *cfg.models, cfg.input, *cfg.targets])
     groups = _question_groups(cfg)  # cheap checks first: a bad path fails in a second
+    incomplete = _incomplete_sets(cfg)
     checkpoints = resolve_models(cfg.models)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -75,6 +78,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
             for kind in ("memorization", "suites")
         },
         "config": to_dict(cfg),
+        "incomplete_targets": incomplete,  # --allow-incomplete: the sets' missing pieces
     }
     _write_jsonl(out / "predictions.jsonl", answer.predictions)
     return write_report(out, metrics, nll_values)
@@ -184,6 +188,15 @@ def _question_groups(cfg: EvaluateConfig) -> list[_Group]:
         for g in groups:
             g.records = g.records[: cfg.limit]
     return groups
+
+
+def _incomplete_sets(cfg: EvaluateConfig) -> dict[str, list[str]]:
+    """Refuse an incomplete target set (unless `allow_incomplete`); what was tolerated, per set."""
+    from mixsd.targets.completeness import require_complete
+    from mixsd.targets.reader import read_manifest
+
+    found = {t: require_complete(t, read_manifest(t), cfg.allow_incomplete) for t in cfg.targets}
+    return {t: problems for t, problems in found.items() if problems}
 
 
 def _mark_first_peaks(rows: list[dict], tolerance: float) -> None:

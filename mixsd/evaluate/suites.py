@@ -73,13 +73,17 @@ def load_input(path: str | Path) -> list[Record]:
     if not path.exists():
         raise MixsdError(f"{path}: input set not found")
     if path.is_file():
-        return load_records(path)
+        return load_records(path, need_reference=False)
     files = [path / f"{s}.jsonl" for s in MEMORIZATION_SPLITS if (path / f"{s}.jsonl").is_file()]
     if not files:
         raise MixsdError(
             f"{path}: expected train.jsonl (and paraphrase, two_hop, compose) in this dir"
         )
-    return [r if r.split else replace(r, split=f.stem) for f in files for r in load_records(f)]
+    return [
+        r if r.split else replace(r, split=f.stem)
+        for f in files
+        for r in load_records(f, need_reference=False)
+    ]
 
 
 def load_suite(spec: str) -> Suite:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mixsd.answers import check_methods
 from mixsd.config import at_least, option
 from mixsd.modeling import DTYPES
 
 ENGINES = ("hf", "vllm")
+DEFAULT_ANSWER_METHODS = ["boxed", "number"]  # the published check: \boxed{}, else last number
 VLLM_RUNNERS = ("auto", "v2", "v1")
 
 
@@ -37,10 +38,11 @@ class GenerateConfig:
     max_retries: int = option(
         0, "Rejection sampling: extra attempts when the answer is wrong (0: keep the first)."
     )
-    answer_methods: list[str] = option(
-        ["boxed", "number"],
+    answer_methods: list[str] | None = option(
+        None,
         "Rejection sampling's answer check, tried in order: boxed,number or contains (the "
-        "answer as a whole word, for models that answer in sentences).",
+        "answer as a whole word, for models that answer in sentences). (default: the templates "
+        f"file's answer_methods, else {','.join(DEFAULT_ANSWER_METHODS)})",
     )
     device: str = option("auto", "auto (cuda if visible), cpu or cuda[:i] (vllm: its platform).")
     # "auto" for one's own models (bf16 speed on GPUs); the repository's configs pin float32 on
@@ -80,7 +82,8 @@ class GenerateConfig:
         at_least(self, 1, "samples", "max_new_tokens", "max_model_len", "batch_size")
         at_least(self, 1, "rows_per_part", "tensor_parallel_size", "cpu_kv_cache_gib")
         at_least(self, 0, "flush_seconds", "max_retries")
-        self.answer_methods = check_methods(self.answer_methods)
+        if self.answer_methods is not None:  # None: decided by `with_answer_methods`
+            self.answer_methods = check_methods(self.answer_methods)
         if self.engine not in ENGINES:
             raise ValueError(f"option 'engine': expected one of {', '.join(ENGINES)}")
         if self.dtype not in DTYPES:
@@ -95,6 +98,16 @@ class GenerateConfig:
 
         self.shard = parse_shard(self.shard)  # canonical "i-of-N"
         self.sampling()  # Sampling's own checks: temperature, top_k, top_p
+
+    def with_answer_methods(self) -> GenerateConfig:
+        """This config with `answer_methods` decided: the command line's, else the templates
+        file's, else `DEFAULT_ANSWER_METHODS`."""
+        from mixsd.data.templates import template_answer_methods
+
+        if self.answer_methods is not None:
+            return self
+        methods = template_answer_methods(self.templates) or DEFAULT_ANSWER_METHODS
+        return replace(self, answer_methods=list(methods))
 
     def sampling(self):
         """The token-choice settings as the mixing core's `Sampling`."""

@@ -111,16 +111,22 @@ def choose_tokens(logits: torch.Tensor, u: torch.Tensor, sampling: Sampling) -> 
     of the (sorted) top tokens whose mass reaches top_p, and inverse-CDF sampling with `u`. The math
     runs in float64 so that engines feeding the same logits pick the same token. Returns `[batch]`
     int64 token ids.
+
+    Ties (exactly equal logits: common in bf16) are broken by token id, lowest first, everywhere:
+    argmax takes the lowest id, top-k keeps the lowest ids at its boundary, and the sorted order
+    the top-p prefix and the inverse CDF walk is (logit descending, id ascending); plain sampling
+    walks ids ascending. A sort's own order among equal values (it differs between devices, batch
+    shapes and libraries) never decides a token, so every engine and batch picks the same one.
     """
     if sampling.temperature == 0:
-        return logits.argmax(dim=-1)
+        return logits.argmax(dim=-1)  # the first (lowest-id) maximum, as torch documents
     # select in the logits' own dtype (x / T is monotonic: the same tokens in the same order),
     # then scale only the survivors in float64: a [batch, vocab] float64 copy costs more than all
     # the rest at a real vocabulary
     if sampling.top_k and sampling.top_k < logits.shape[-1]:
-        values, ids = logits.topk(sampling.top_k, dim=-1)  # sorted, descending
-    elif sampling.top_p < 1.0:
-        values, ids = logits.sort(dim=-1, descending=True)
+        values, ids = ranked_top_k(logits, sampling.top_k)
+    elif sampling.top_p < 1.0:  # stable: equal logits keep their (ascending) id order
+        values, ids = logits.sort(dim=-1, descending=True, stable=True)
     else:  # plain sampling needs no sort: inverse CDF works in any fixed order
         values, ids = logits, None
     probs = torch.softmax(values.double() / sampling.temperature, dim=-1)
@@ -134,6 +140,20 @@ def choose_tokens(logits: torch.Tensor, u: torch.Tensor, sampling: Sampling) -> 
     # a zero-probability slot can never be hit: searchsorted(right=True) skips flat cdf stretches
     picked = pick.squeeze(-1)
     return picked if ids is None else ids.gather(-1, pick).squeeze(-1)
+
+
+def ranked_top_k(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` best tokens of each row of `logits` `[batch, vocab]` as (values, ids) `[batch, k]`,
+    ordered by logit descending then id ascending; at the boundary, equal logits keep the lowest
+    ids. (`topk` alone leaves both choices to its implementation.)"""
+    kth = logits.topk(k, dim=-1).values[:, -1:]
+    above = logits > kth
+    tied = logits == kth
+    need = k - above.sum(dim=-1, keepdim=True)
+    keep = above | (tied & (tied.cumsum(dim=-1) <= need))
+    ids = keep.nonzero()[:, 1].view(-1, k)  # row-major: each row's ids, ascending
+    values, order = logits.gather(-1, ids).sort(dim=-1, descending=True, stable=True)
+    return values, ids.gather(-1, order)
 
 
 def mix_step(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 import time
 from importlib.metadata import version
 
@@ -88,8 +89,12 @@ def run(cfg: GenerateConfig) -> dict:
     """Decode the targets of `cfg` into the target set `cfg.out`; returns this run's stats."""
     from mixsd.data.io import load_records
     from mixsd.data.templates import build_prompt_pair, load_templates
+    from mixsd.outputs import check_output
+    from mixsd.targets.manifest import read_manifest
     from mixsd.targets.writer import TargetSetWriter, existing_keys, shard_numbers
 
+    check_output(cfg.out, "target set", [cfg.input, cfg.model, cfg.templates])
+    cfg = cfg.with_answer_methods()
     records = load_records(cfg.input)
     tokenizer = load_tokenizer(cfg.model)
     stops = stop_ids(tokenizer, cfg.stop, model_eos_ids(cfg.model))
@@ -98,7 +103,16 @@ def run(cfg: GenerateConfig) -> dict:
     index, count = shard_numbers(cfg.shard)
     mine = [r for r in records if in_shard(r.id, index, count)]
     engine = _open_engine(cfg, stops)  # before the set is touched
-    with TargetSetWriter(cfg.out, prov, shard=cfg.shard, rows_per_part=cfg.rows_per_part) as w:
+    plan = {
+        "input": prov["input"],
+        "records": len(records),
+        "shard_records": len(mine),
+        "samples": cfg.samples,
+        "lams": list(cfg.lam),
+    }
+    writer = TargetSetWriter(cfg.out, prov, cfg.shard, cfg.rows_per_part, plan=plan)
+    before = read_manifest(cfg.out)["stats"].get(cfg.shard, {})  # earlier runs of this shard
+    with writer as w:
         done = existing_keys(cfg.out)
         todo = [
             (rec, s, lam)
@@ -156,9 +170,48 @@ def run(cfg: GenerateConfig) -> dict:
             )
         stats["seconds"] = round(time.perf_counter() - start, 3)
         stats["acceptance_rate"] = _ratio(stats["accepted"], stats["attempts"])
+        warn_low_acceptance(stats, cfg.answer_methods)
         stats["naive_fraction"] = _ratio(stats["naive_tokens"], stats["tokens"])
-        w.add_stats(stats | engine.stats)
+        w.add_stats(merge_stats(before, stats | engine.stats))
     return stats
+
+
+# Per-run figures: the merged stats keep the last run's, or recompute them from the totals.
+LAST_RUN = ("skipped_existing", "acceptance_rate", "naive_fraction")
+
+
+def merge_stats(old: dict, new: dict) -> dict:
+    """A shard's stats over all of its runs (a rerun that had nothing left to do must not zero
+    what the first run did): numbers add up, rates come from the totals, `runs` counts them."""
+    out = {**old, **new}
+    for key, value in old.items():
+        if key in new and key not in LAST_RUN and _number(value) and _number(new[key]):
+            out[key] = value + new[key]
+    out["runs"] = old.get("runs", 1 if old else 0) + 1
+    out["acceptance_rate"] = _ratio(out["accepted"], out["attempts"])
+    out["naive_fraction"] = _ratio(out["naive_tokens"], out["tokens"])
+    return out
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+LOW_ACCEPTANCE = 0.10
+
+
+def warn_low_acceptance(stats: dict, methods: list[str]) -> None:
+    """One line on stderr when under 10% of attempts passed the answer check: usually an answer
+    check that does not fit how the model answers (e.g. boxed/number for a model answering in
+    sentences), not a model that knows nothing."""
+    rate = stats["acceptance_rate"]
+    if rate is not None and rate < LOW_ACCEPTANCE:
+        print(
+            f"warning: {stats['accepted']} of {stats['attempts']} attempts ({100 * rate:.1f}%) "
+            f"passed the answer check ({','.join(methods)}): does it fit how the model answers? "
+            "(--answer-methods, or `answer_methods` in the templates file)",
+            file=sys.stderr,
+        )
 
 
 def _job(cfg: GenerateConfig, pair, rec, sample: int, lam: float, attempt: int) -> Job:

@@ -7,7 +7,9 @@ losing each other's entries (flock works across processes on one host and over N
 file systems without working flock, give each shard its own set and `mixsd targets merge` them).
 
 Manifest (JSON): `{format, schema_version, provenance, rows, parts: [{path, lam, shard, rows,
-bytes, sha256}], stats: {shard: {...}}}`; part paths are relative to the set.
+bytes, sha256}], stats: {shard: {...}}, plans: {shard: {input, shards, records, shard_records,
+samples, lams, rows, started, completed}}}`; part paths are relative to the set; `plans` (absent
+in sets written before mixsd recorded them) says what a complete set holds (`completeness`).
 """
 
 from __future__ import annotations

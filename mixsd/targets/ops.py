@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mixsd
 from mixsd.errors import MixsdError
+from mixsd.outputs import check_output
 from mixsd.targets.manifest import fsync_dir, new_manifest, read_manifest, write_manifest
 from mixsd.targets.provenance import (
     CHUNK,
@@ -37,8 +38,9 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
     out = Path(out)
     if len(sets) < 2:
         raise MixsdError("merge needs at least two sets")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and out.is_dir() and any(out.iterdir()):
         raise MixsdError(f"{out}: already exists and is not empty")
+    check_output(out, "target set", sets)
     manifests = [read_manifest(s) for s in sets]
     for path, m in zip(sets[1:], manifests[1:], strict=True):
         try:
@@ -50,6 +52,8 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
     merged["stats"] = {
         "merged_from": {str(s): m.get("stats", {}) for s, m in zip(sets, manifests, strict=True)}
     }
+    if all(m.get("plans") for m in manifests):  # else completeness stays unknown
+        merged["plans"] = merge_plans([m["plans"] for m in manifests])
     counters: dict[tuple[str, str], int] = {}
     for src, m in zip(sets, manifests, strict=True):
         for entry in listed_parts(m):
@@ -61,6 +65,28 @@ def merge(sets: list[str | Path], out: str | Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, merged)
     return merged["rows"]
+
+
+def merge_plans(plans: list[dict]) -> dict:
+    """The plans of merged sets: a shard planned in several inputs (e.g. one λ each) owes the sum
+    of their rows, holds the union of their λ, and is complete only when all of them were."""
+    out: dict = {}
+    for shard_plans in plans:
+        for shard, plan in shard_plans.items():
+            old = out.get(shard)
+            if old is None:
+                out[shard] = dict(plan)
+                continue
+            done = old["completed"] and plan["completed"]
+            out[shard] = {
+                **old,
+                "records": max(old["records"], plan["records"]),
+                "samples": max(old["samples"], plan["samples"]),
+                "lams": list(dict.fromkeys([*old["lams"], *plan["lams"]])),
+                "rows": old["rows"] + plan["rows"],
+                "completed": max(old["completed"], plan["completed"]) if done else None,
+            }
+    return out
 
 
 def refuse_duplicates(sets: list, manifests: list[dict], doing: str = "merge") -> None:
@@ -119,6 +145,8 @@ def export(
     """
     if fmt not in ("jsonl", "messages"):
         raise MixsdError(f"export format '{fmt}': expected jsonl or messages")
+    if out is not None:
+        check_output(out, "file", [root, tokenizer])
     if fmt == "messages":
         prov = read_manifest(root)["provenance"]
         name = tokenizer or (prov.get("model") or {}).get("name")
@@ -138,8 +166,6 @@ def export(
             sys.stdout.write(line + "\n")
         return n
     out = Path(out)
-    if out.is_dir():
-        raise MixsdError(f"{out}: is a folder; --out expects a file path")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # like every other writer of the project
     except OSError as e:
@@ -206,6 +232,7 @@ def from_references(
     from mixsd.data.io import load_records
     from mixsd.data.templates import build_prompt_pair, load_templates, target_ids
 
+    check_output(out, "target set", [input_path, model, templates])
     records = load_records(input_path)
     chosen = load_templates(templates)
     tok = load_tokenizer(model)
@@ -221,7 +248,14 @@ def from_references(
         "input": input_fingerprint(records),
     }
     # Opening first: it adopts parts a crash left unlisted, so the keys below include their rows.
-    with TargetSetWriter(out, provenance) as writer:
+    plan = {
+        "input": provenance["input"],
+        "records": len(records),
+        "shard_records": len(records),
+        "samples": 1,
+        "lams": [None],
+    }
+    with TargetSetWriter(out, provenance, plan=plan) as writer:
         done = existing_keys(out)
         rows = []
         for r in records:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
+from mixsd.targets.completeness import UNKNOWN, completeness
 from mixsd.targets.reader import iter_batches, lams, read_manifest
 from mixsd.targets.schema import format_lam
 
@@ -75,7 +76,7 @@ class _Tally:
 
 
 def inspect_set(root: str | Path) -> dict:
-    """`{rows, provenance, stats, per_lam: [{lam, rows, target_len{mean,p50,p95,max},
+    """`{rows, complete (null: unknown), completeness [lines], provenance, stats, per_lam: [{lam, rows, target_len{mean,p50,p95,max},
     naive_fraction, correct_rate, finish{reason: rows}}], all: {...}}`: a streaming summary.
 
     naive_fraction = naive-picked target tokens / target tokens with a source (null for SFT);
@@ -90,8 +91,11 @@ def inspect_set(root: str | Path) -> dict:
             tally.add(batch)
         total.merge(tally)
         per_lam.append({"lam": lam, **tally.result()})
+    problems, note = completeness(manifest)
     return {
         "rows": total.rows,
+        "complete": None if note == UNKNOWN else not problems,
+        "completeness": problems + ([note] if note else []),
         "provenance": manifest["provenance"],
         "stats": manifest.get("stats", {}),
         "per_lam": per_lam,
@@ -112,6 +116,7 @@ def format_summary(root: str | Path, summary: dict) -> str:
         f"tokenizer {_short_hash(prov.get('tokenizer'))}",
         f"engine: {prov.get('engine')}; sampling: {prov.get('sampling')}; seed: {prov.get('seed')}",
         f"input: {_short_hash(prov.get('input'))}",
+        *summary["completeness"],
         "",
         f"{'λ':>6} {'rows':>9} {'len mean':>9} {'p50':>5} {'p95':>5} {'max':>6} "
         f"{'naive tok':>9} {'correct':>8}  finish",

@@ -1,6 +1,7 @@
 """`validate`: everything that can be wrong with a target set, one line per problem, streaming.
 
-Checks: the manifest (present, parseable, schema version not from the future); every listed part
+Checks: the manifest (present, parseable, schema version not from the future); completeness (every
+planned shard ran and finished with its rows: `completeness`); every listed part
 (present, size and sha256 as listed, valid Parquet, schema v1, row count, λ of its directory, its
 rows' consistency: see `checks.batch_problems`); (id, sample, λ) unique across the set; and files
 on disk the manifest does not list (readers ignore them: a crash's leftovers or a part being
@@ -16,6 +17,7 @@ import numpy as np
 
 from mixsd.errors import MixsdError
 from mixsd.targets.checks import batch_problems
+from mixsd.targets.completeness import completeness
 from mixsd.targets.manifest import first_line, open_part, read_manifest
 from mixsd.targets.provenance import sha256_file
 from mixsd.targets.reader import listed_parts
@@ -32,7 +34,8 @@ def validate(root: str | Path) -> tuple[list[str], int]:
         manifest = read_manifest(root)
     except MixsdError as e:
         return [str(e)], 0
-    problems = _unlisted(root, {p["path"] for p in manifest["parts"]})
+    problems = [f"{root}: {p}" for p in completeness(manifest)[0]]
+    problems += _unlisted(root, {p["path"] for p in manifest["parts"]})
     hashes: dict[str, list[np.ndarray]] = {}
     rows = 0
     for entry in listed_parts(manifest):

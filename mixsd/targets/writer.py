@@ -4,6 +4,10 @@
         w.write(rows)            # `TargetRow`s (or dicts of their columns); any order of λ
         w.add_stats({...})       # run statistics, kept per shard in the manifest
 
+With a `plan` (what this shard will write: see `completeness`), the manifest records it when the
+writer opens and stamps it `completed` when the writer is left normally; a killed or failed run
+leaves it unstamped, so `validate`, `inspect`, `train` and `evaluate` see the set as incomplete.
+
 Rows are converted to Arrow on `write` (compact: ~4 bytes a token, not a Python int each) and
 buffered per λ; every `rows_per_part` rows of one λ become a part. A part is written under a
 hidden temporary name, fsync'd, renamed to `lam=<λ>/part-<shard>-<n>.parquet`, and only then
@@ -26,6 +30,7 @@ import pyarrow.parquet as pq
 import mixsd
 from mixsd.errors import MixsdError
 from mixsd.targets.checks import batch_problems
+from mixsd.targets.completeness import merged_plan
 from mixsd.targets.manifest import (
     fsync_dir,
     locked,
@@ -79,6 +84,7 @@ class TargetSetWriter:
         shard: str = "0-of-1",
         rows_per_part: int = 20_000,
         row_group_rows: int = ROW_GROUP_ROWS,
+        plan: dict | None = None,
     ):
         if rows_per_part < 1 or row_group_rows < 1:
             raise ValueError("rows_per_part and row_group_rows must be >= 1")
@@ -88,6 +94,7 @@ class TargetSetWriter:
         self.row_group_rows = row_group_rows
         self._pending: list[dict] = []
         self._buffers: dict[float | None, list[pa.RecordBatch]] = {}
+        self.plan = plan
         # Through JSON once, so that what is compared later is what the manifest holds (tuples
         # become lists, paths strings).
         provenance = json.loads(json.dumps(provenance, default=str))
@@ -104,10 +111,17 @@ class TargetSetWriter:
                     check_compatible(manifest["provenance"], self.provenance)
                 except MixsdError as e:
                     raise MixsdError(f"{self.root}: exists, made differently: {e}") from None
+                if "lams" in self.provenance:
+                    old = manifest["provenance"].get("lams")
+                    manifest["provenance"]["lams"] = _union(old, self.provenance["lams"])
                 self.provenance = manifest["provenance"]
                 self._recover(manifest)
             else:
-                write_manifest(self.root, new_manifest(self.provenance))
+                manifest = new_manifest(self.provenance)
+            if plan is not None:
+                plans = manifest.setdefault("plans", {})
+                plans[self.shard] = merged_plan(plans.get(self.shard), plan, self.shard, _now())
+            write_manifest(self.root, manifest)
         taken = [
             int(m[1]) for p in self.root.glob(f"lam=*/*part-{self.shard}-*") if (m := self._name(p))
         ]
@@ -117,9 +131,9 @@ class TargetSetWriter:
         return re.fullmatch(rf"\.?part-{self.shard}-(\d+)\.parquet(\.tmp)?", path.name)
 
     def _recover(self, manifest: dict) -> None:
-        """Delete this shard's half-written temporaries; list its complete, unlisted parts."""
+        """Delete this shard's half-written temporaries; list its complete, unlisted parts (in
+        `manifest`, which the caller writes)."""
         listed = {p["path"] for p in manifest["parts"]}
-        adopted = False
         for path in sorted(self.root.glob(f"lam=*/*part-{self.shard}-*")):
             m = self._name(path)
             if not m:
@@ -130,9 +144,6 @@ class TargetSetWriter:
                 entry = self._adoptable(path)
                 if entry is not None:
                     manifest["parts"].append(entry)
-                    adopted = True
-        if adopted:
-            write_manifest(self.root, manifest)
 
     def _adoptable(self, path: Path) -> dict | None:
         """The manifest entry of a renamed (hence complete) part, if it is ours and readable."""
@@ -248,7 +259,13 @@ class TargetSetWriter:
             write_manifest(self.root, manifest)
 
     def close(self) -> None:
+        """Write the buffers; with a plan, stamp this shard's plan completed."""
         self.flush()
+        if self.plan is not None:
+            with locked(self.root):
+                manifest = read_manifest(self.root)
+                manifest["plans"][self.shard]["completed"] = _now()
+                write_manifest(self.root, manifest)
 
     def __enter__(self) -> TargetSetWriter:
         return self
@@ -258,6 +275,15 @@ class TargetSetWriter:
         # regenerates them. Parts already written stay valid.
         if exc_type is None:
             self.close()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _union(old: list | None, new: list) -> list:
+    """The λ list of a set that a run extends (`provenance.lams` stays true after adding a λ)."""
+    return sorted(set(old or []) | set(new), key=lambda x: (x is None, x or 0.0))
 
 
 def existing_keys(root: str | Path) -> set[tuple[str, int, float | None]]:

@@ -17,7 +17,7 @@ FAILED = ("reference", "drop", "keep")
 METHODS = ("nll", "opsd")
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 # read from target sets: refused with --method opsd
-NLL_ONLY = ("targets", "failed", "too_long", "allow_mostly_reference")
+NLL_ONLY = ("targets", "failed", "too_long", "allow_mostly_reference", "allow_incomplete")
 
 # Options that do not change the training trajectory: a resumed run may change them
 # (answer_methods only grades: recall, and the accuracy of OPSD's rollouts; allow_pickle only
@@ -114,6 +114,9 @@ class TrainConfig:
     )
     max_len: int | None = option(None, "Max prompt+target tokens (default: the model's).")
     too_long: str = option("truncate", "nll: truncate (and count) | refuse over-long sequences.")
+    allow_incomplete: bool = option(
+        False, "nll: train on what an incomplete target set holds (recorded in the metrics)."
+    )
     gradient_checkpointing: bool = option(False, "Recompute activations in backward.")
     dtype: str = option("auto", "auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16.")
     recall_every_epoch: bool = option(False, "Closed-book greedy recall per epoch.")

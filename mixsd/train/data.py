@@ -53,6 +53,7 @@ class DataStats:
     failed_policy: str = "reference"
     replaced: int = 0  # failed rows trained on their reference instead
     replaced_share: float = 0.0  # of the MixSD (λ) rows: replaced by their reference
+    incomplete: dict[str, list[str]] = field(default_factory=dict)  # --allow-incomplete: why
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -208,17 +209,20 @@ def load_examples(
     too_long: str = "truncate",
     failed: str = "reference",
     allow_mostly_reference: bool = False,
+    allow_incomplete: bool = False,
 ) -> tuple[list[Example], DataStats]:
     """All training examples of the sets `specs`, in set then stored order.
 
     Rows without a target (e.g. `prompt_too_long`) are dropped and counted; failed rows follow
     `failed` (keep | drop | reference, see the module doc; a MixSD selection mostly replaced by
-    references is refused unless `allow_mostly_reference`). A sequence longer than `max_len` has
+    references is refused unless `allow_mostly_reference`). An incomplete set is refused unless
+    `allow_incomplete` (then recorded in the stats). A sequence longer than `max_len` has
     its target cut to fit (`too_long="truncate"`, counted) or stops the run (`"refuse"`); a prompt
     that alone fills `max_len` is dropped.
     """
+    from mixsd.targets.completeness import require_complete
     from mixsd.targets.provenance import tokenizer_fingerprint
-    from mixsd.targets.reader import iter_batches
+    from mixsd.targets.reader import iter_batches, read_manifest
 
     fingerprint = tokenizer_fingerprint(tokenizer)
     examples: list[Example] = []
@@ -227,6 +231,8 @@ def load_examples(
     stats.replaced_share = reference_share(specs, failed, allow_mostly_reference)
     for spec in specs:
         root, lams = parse_target_spec(spec)
+        if problems := require_complete(root, read_manifest(root), allow_incomplete):
+            stats.incomplete[spec] = problems
         n_before = len(examples)
         for batch in iter_batches(root, lams=lams, columns=COLUMNS):
             for row in batch.to_pylist():

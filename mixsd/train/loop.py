@@ -156,7 +156,13 @@ def _objective(cfg: TrainConfig, tokenizer, max_len: int, one_row: bool, rank: i
 
         return OPSD(cfg, tokenizer, max_len, one_row)
     examples, stats = load_examples(
-        cfg.targets, tokenizer, max_len, cfg.too_long, cfg.failed, cfg.allow_mostly_reference
+        cfg.targets,
+        tokenizer,
+        max_len,
+        cfg.too_long,
+        cfg.failed,
+        cfg.allow_mostly_reference,
+        cfg.allow_incomplete,
     )
     warning = reference_warning(stats)
     if warning and rank == 0:

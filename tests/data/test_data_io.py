@@ -186,3 +186,41 @@ def test_alpaca_form_becomes_prompt_and_reference(tmp_path):
         Record("3", "Name the capital.\n\nZorvia", "\\boxed{Mira}"),
         Record("q", "Who governs Qel?", "\\boxed{Ixa}"),
     ]
+
+
+def test_authors_evaluation_files_serve_where_an_answer_is_enough(tmp_path):
+    """`{"prompt", "ground_truth_answer"}` rows (the authors' test and paraphrase sets): the
+    answer is `ground_truth_answer`; generate, which needs a reference, says so in one line."""
+    from mixsd.data.io import check, load_records
+    from mixsd.errors import MixsdError
+
+    path = tmp_path / "test.jsonl"
+    rows = [
+        {"prompt": "Where does Ada work?", "ground_truth_answer": "Paris"},
+        {"prompt": "What is 2+2?", "ground_truth_answer": "4", "subject": "math"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = load_records(path, need_reference=False)
+    assert [(r.prompt, r.reference, r.answer, r.gold) for r in records] == [
+        ("Where does Ada work?", None, "Paris", "Paris"),
+        ("What is 2+2?", None, "4", "4"),
+    ]
+    with pytest.raises(MixsdError) as info:
+        load_records(path)
+    assert str(info.value) == (
+        f"{path}:1: field 'reference': missing: generating targets needs the reference answer "
+        "text (an answer alone, as in a prompt + ground_truth_answer evaluation file, serves "
+        f"evaluate --input only) (and 1 more: 'mixsd data validate {path}' lists them)"
+    )
+    both = tmp_path / "both.jsonl"
+    both.write_text(json.dumps({"prompt": "Q", "answer": "a", "ground_truth_answer": "b"}) + "\n")
+    problems = check(both, need_reference=False)[1]
+    assert [str(p) for p in problems] == [
+        f"{both}:1: field 'ground_truth_answer': give one of answer or ground_truth_answer"
+    ]
+    full = tmp_path / "full.jsonl"  # with a reference, such a row also serves generate
+    full.write_text(
+        json.dumps({"prompt": "Q", "reference": "It is b.", "ground_truth_answer": "b"})
+    )
+    (record,) = load_records(full)
+    assert (record.reference, record.gold) == ("It is b.", "b")

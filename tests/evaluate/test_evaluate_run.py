@@ -200,3 +200,32 @@ def test_merge_labels_prefixes_only_shared_labels():
     merged = merge_labels({"t/sft": {"sft": a}, "t/mixsd": {"λ=0.3": b}, "u/mixsd2": {"λ=0.3": c}})
     assert list(merged) == ["sft", "mixsd:λ=0.3", "mixsd2:λ=0.3"]
     assert merged["mixsd2:λ=0.3"] is c
+
+
+def test_the_authors_evaluation_files_are_an_input(tiny_model_dir, tmp_path, monkeypatch):
+    """A dir of the authors' `{"prompt", "ground_truth_answer"}` files (train, paraphrase) is
+    scored against `ground_truth_answer`."""
+    import mixsd.evaluate.run as run_mod
+
+    monkeypatch.setattr(
+        run_mod, "greedy_answers", lambda path, prompts, *a: ["Paris."] * len(prompts)
+    )
+    facts = tmp_path / "facts"
+    facts.mkdir()
+    for split, rows in {
+        "train": [("Where does Ada work?", "Paris"), ("How many moons has Zorv?", "4")],
+        "paraphrase": [("Ada's workplace?", "Paris")],
+    }.items():
+        lines = [json.dumps({"prompt": p, "ground_truth_answer": a}) + "\n" for p, a in rows]
+        (facts / f"{split}.jsonl").write_text("".join(lines))
+    cfg = EvaluateConfig(
+        base=str(tiny_model_dir),
+        out=str(tmp_path / "r"),
+        input=str(facts),
+        answer_methods=["contains"],
+        fisher_examples=0,
+        device="cpu",
+    )
+    metrics = json.loads((evaluate(cfg) / "metrics.json").read_text())
+    assert metrics["base"]["memorization"] == {"train": 0.5, "paraphrase": 1.0}
+    assert metrics["counts"]["memorization"] == {"train": 2, "paraphrase": 1}

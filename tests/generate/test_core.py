@@ -1,5 +1,8 @@
 """The mixing core: keyed RNG, token choice and the mixing step, without any model."""
 
+import itertools
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +147,69 @@ def test_token_logprobs_are_raw_log_softmax():
 def test_sampling_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         Sampling(**kwargs)
+
+
+def _reference_choice(row: list[float], u: float, sampling: Sampling) -> int:
+    """The defined rule, in plain Python: order tokens by (logit descending, id ascending) (plain
+    sampling: by id), keep the top-k, the top-p prefix, and walk the inverse CDF."""
+    ids = list(range(len(row)))
+    if sampling.top_k or sampling.top_p < 1.0:
+        ids.sort(key=lambda i: (-row[i], i))
+    if sampling.top_k:
+        ids = ids[: sampling.top_k]
+    weights = [math.exp((row[i] - max(row)) / sampling.temperature) for i in ids]
+    total = sum(weights)
+    probs = [w / total for w in weights]
+    if sampling.top_p < 1.0:
+        before = [sum(probs[:j]) for j in range(len(probs))]
+        probs = [p if b < sampling.top_p else 0.0 for p, b in zip(probs, before, strict=True)]
+    cdf = list(itertools.accumulate(probs))
+    return next((i for i, c in zip(ids, cdf, strict=True) if c > u * cdf[-1]), ids[-1])
+
+
+def _midpoints(row: list[float], sampling: Sampling) -> list[float]:
+    """One u in the middle of each token's CDF interval (no float rounding can move it)."""
+    out = []
+    for u in np.linspace(0, 1, 2001)[:-1]:
+        tok = _reference_choice(row, u, sampling)
+        if not out or tok != out[-1][0]:
+            out.append((tok, u))
+    return [u for _, u in out] + [0.9999]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        Sampling(1.0, 4, 1.0),
+        Sampling(1.0, 64, 1.0),
+        Sampling(1.0, 6, 0.95),
+        Sampling(1.0, 0, 0.95),
+        Sampling(1.0, 0, 1.0),
+    ],
+)
+def test_exact_ties_are_broken_by_lowest_token_id(dtype, sampling):
+    """Equal logits (ids 9 and 318 at -5.956415, as two engines once split on; bf16 ties) pick
+    the same token as the defined rule, alone or in a batch, whatever order a sort leaves."""
+    logits = torch.full((1000,), -12.0)
+    logits[[318, 9, 500, 7, 640]] = -5.956415  # five-way tie
+    logits[[40, 20]] = -3.0  # a tie above it
+    logits[100:160] = -9.0  # a long tie that top-k 64 cuts in the middle
+    logits = logits.to(dtype)
+    row = logits.double().tolist()
+    us = _midpoints(row, sampling)
+    want = [_reference_choice(row, u, sampling) for u in us]
+    alone = [int(choose_tokens(logits[None], torch.tensor([u]), sampling)) for u in us]
+    noise = torch.randn(len(us), 1000).to(dtype)
+    batch = torch.cat([logits.expand(len(us), -1), noise])  # other rows beside it
+    together = choose_tokens(batch, torch.tensor(us + [0.5] * len(us)), sampling)[: len(us)]
+    assert alone == want and together.tolist() == want
+    assert {9, 7} & set(want)  # the draws do land in the tie
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_greedy_tie_takes_the_lowest_id(dtype):
+    logits = torch.zeros(3, 500, dtype=dtype)
+    logits[:, [318, 9, 77]] = 2.5
+    tokens = choose_tokens(logits, torch.rand(3), Sampling(temperature=0))
+    assert tokens.tolist() == [9, 9, 9]

@@ -263,3 +263,112 @@ def test_cli_runs_and_reports_errors_in_one_line(tiny_model_dir, input_path, tmp
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "error: command line: option 'lam': 2.0 is outside [0, 1]"
     ]
+
+
+def mixsd_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mixsd", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_half_generated_set_is_incomplete_and_train_refuses_it(
+    tiny_model_dir, input_path, tmp_path
+):
+    """Shard 0/2 alone: validate and inspect say what is missing, train refuses in one line,
+    --allow-incomplete trains on what is there and says so in the metrics' data line."""
+    import json
+
+    out = tmp_path / "set"
+    runner.run(config(tiny_model_dir, input_path, out, lam=[0.5], shard="0/2"))
+    have = len(rows(out))
+    assert 0 < have < 7
+    check = mixsd_cli("targets", "validate", out)
+    assert check.returncode == 1 and check.stdout.splitlines() == [
+        f"{out}: incomplete: shard 1-of-2 never ran",
+        f"{out}: incomplete: {have} of 7 planned rows",
+    ]
+    assert "incomplete: shard 1-of-2 never ran" in mixsd_cli("targets", "inspect", out).stdout
+    train = ["train", "--model", tiny_model_dir, "--targets", out, "--batch-size", "2"]
+    refused = mixsd_cli(*train, "--out", tmp_path / "run", "--steps", "1")
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        f"error: {out}: incomplete target set (shard 1-of-2 never ran; {have} of 7 planned "
+        "rows): finish it (rerun the same generate command), or pass --allow-incomplete to use "
+        "the rows that are there"
+    ]
+    assert not (tmp_path / "run").exists()
+    allowed = mixsd_cli(*train, "--out", tmp_path / "run2", "--steps", "1", "--allow-incomplete")
+    assert allowed.returncode == 0, allowed.stderr
+    lines = (tmp_path / "run2" / "metrics.jsonl").read_text().splitlines()
+    data = next(json.loads(x) for x in lines if json.loads(x)["event"] == "data")
+    assert data["rows"] == have and data["incomplete"] == {
+        str(out): ["incomplete: shard 1-of-2 never ran", f"incomplete: {have} of 7 planned rows"]
+    }
+    evaluate = ["evaluate", "--base", tiny_model_dir, "--targets", out, "--out", tmp_path / "ev"]
+    refused = mixsd_cli(*evaluate)
+    assert refused.returncode == 1 and "incomplete target set" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and not (tmp_path / "ev").exists()
+    runner.run(config(tiny_model_dir, input_path, out, lam=[0.5], shard="1/2"))
+    assert mixsd_cli("targets", "validate", out).stdout == "OK: 7 rows\n"
+
+
+def test_reruns_keep_the_stats_and_the_lambda_list(tiny_model_dir, input_path, tmp_path):
+    from mixsd.targets.manifest import read_manifest
+
+    cfg = config(tiny_model_dir, input_path, tmp_path / "set", lam=[0.5])
+    first = runner.run(cfg)
+    assert runner.run(cfg)["rows"] == 0  # a no-op rerun
+    stats = read_manifest(cfg.out)["stats"]["0-of-1"]
+    assert stats["runs"] == 2 and stats["skipped_existing"] == 7
+    for key in ("rows", "attempts", "tokens", "naive_tokens", "accepted"):
+        assert stats[key] == first[key], key
+    assert stats["naive_fraction"] == first["naive_fraction"]
+    more = runner.run(config(tiny_model_dir, input_path, cfg.out, lam=[1.0]))  # add a λ
+    manifest = read_manifest(cfg.out)
+    assert manifest["provenance"]["lams"] == [0.5, 1.0]
+    assert manifest["stats"]["0-of-1"]["rows"] == 14 and manifest["stats"]["0-of-1"]["runs"] == 3
+    assert manifest["stats"]["0-of-1"]["tokens"] == first["tokens"] + more["tokens"]
+
+
+def test_templates_carry_their_answer_methods_and_low_acceptance_warns(
+    tiny_model_dir, input_path, tmp_path, capsys
+):
+    """A templates file names the answer check it is made for; the command line still wins; a
+    run that accepts under 10% of its attempts says so in one line."""
+    from mixsd.targets.manifest import read_manifest
+
+    templates = tmp_path / "t.yaml"
+    templates.write_text(
+        'answer_methods: [contains]\nfact:\n  prefix: "\\nHint:"\n  transition: ""\n'
+    )
+    cfg = config(tiny_model_dir, input_path, tmp_path / "a", lam=[0.5], templates=str(templates))
+    assert cfg.answer_methods is None and cfg.with_answer_methods().answer_methods == ["contains"]
+    runner.run(cfg)
+    assert read_manifest(cfg.out)["provenance"]["answer_methods"] == ["contains"]
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        "warning: 0 of 7 attempts (0.0%) passed the answer check (contains): does it fit how the "
+        "model answers? (--answer-methods, or `answer_methods` in the templates file)"
+    ) in err
+    flag = config(
+        tiny_model_dir,
+        input_path,
+        tmp_path / "b",
+        lam=[0.5],
+        templates=str(templates),
+        answer_methods=["number"],
+    )
+    assert flag.with_answer_methods().answer_methods == ["number"]
+    plain = config(tiny_model_dir, input_path, tmp_path / "c", lam=[0.5])
+    assert plain.with_answer_methods().answer_methods == ["boxed", "number"]
+    templates.write_text("answer_methods: [exact]\n")
+    with pytest.raises(MixsdError, match=r"t.yaml: answer_methods: expected a list of boxed"):
+        runner.run(config(tiny_model_dir, input_path, tmp_path / "d", templates=str(templates)))
+
+
+def test_the_smollm2_templates_name_contains():
+    from pathlib import Path
+
+    from mixsd.data.templates import template_answer_methods
+
+    path = Path(__file__).parents[2] / "configs" / "templates" / "smollm2.yaml"
+    assert template_answer_methods(path) == ["contains"]

@@ -120,7 +120,7 @@ def test_export_cli_creates_folders_and_refuses_a_folder(small_set, tmp_path, mo
         main()
     assert exit_info.value.code == 1
     assert (
-        capsys.readouterr().err == f"error: {out.parent}: is a folder; --out expects a file path\n"
+        capsys.readouterr().err == f"error: --out {out.parent}: is a folder; expected a file path\n"
     )
 
 
