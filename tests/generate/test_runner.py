@@ -288,7 +288,9 @@ def test_half_generated_set_is_incomplete_and_train_refuses_it(
         f"{out}: incomplete: {have} of 7 planned rows",
     ]
     assert "incomplete: shard 1-of-2 never ran" in mixsd_cli("targets", "inspect", out).stdout
+    # the tiny model answers nothing right: its rows train as they are (not refused as SFT)
     train = ["train", "--model", tiny_model_dir, "--targets", out, "--batch-size", "2"]
+    train += ["--failed", "keep"]
     refused = mixsd_cli(*train, "--out", tmp_path / "run", "--steps", "1")
     assert refused.returncode == 1 and refused.stderr.splitlines() == [
         f"error: {out}: incomplete target set (shard 1-of-2 never ran; {have} of 7 planned "
