@@ -38,17 +38,19 @@ def safetensors_only(model, allow_pickle: bool = False) -> bool:
     return True
 
 
-def load_tensors(path: Path, map_location=None):
+def load_tensors(
+    path: Path, map_location=None, held: str = "tensors and plain numbers", hint: str = ""
+):
     """`torch.load` of tensors, containers and plain numbers only (`weights_only=True`: no code
-    runs); a file holding anything else is refused in one line naming it."""
+    runs; classes allowed by an enclosing `torch.serialization.safe_globals` too); a file holding
+    anything else is refused in one line naming it (`held`: what it may hold; `hint`: what to do)."""
     import torch
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise MixsdError(
-            f"{path}: holds more than tensors and plain numbers; refused, since loading it "
-            "could run code"
+            f"{path}: holds more than {held}; refused, since loading it could run code{hint}"
         ) from None
 
 
@@ -79,12 +81,10 @@ def weights_only_checkpoints(engine) -> None:
 
     def load(path, map_location=None):
         with torch.serialization.safe_globals(deepspeed_globals()):
-            try:
-                return torch.load(path, map_location=map_location, weights_only=True)
-            except pickle.UnpicklingError:
-                raise MixsdError(
-                    f"{path}: holds more than tensors and DeepSpeed's own state; refused, since "
-                    "loading it could run code (--allow-pickle resumes a run you trust)"
-                ) from None
+            held, hint = (
+                "tensors and DeepSpeed's own state",
+                " (--allow-pickle resumes a run you trust)",
+            )
+            return load_tensors(path, map_location, held, hint)
 
     engine.checkpoint_engine.load = load

@@ -149,29 +149,34 @@ def test_sampling_rejects_bad_settings(kwargs):
         Sampling(**kwargs)
 
 
-def _reference_choice(row: list[float], u: float, sampling: Sampling) -> int:
+def _reference_cdf(row: list[float], sampling: Sampling) -> tuple[list[int], list[float]]:
     """The defined rule, in plain Python: order tokens by (logit descending, id ascending) (plain
-    sampling: by id), keep the top-k, the top-p prefix, and walk the inverse CDF."""
+    sampling: by id), keep the top-k, the top-p prefix; (ids, their CDF) to walk."""
     ids = list(range(len(row)))
     if sampling.top_k or sampling.top_p < 1.0:
         ids.sort(key=lambda i: (-row[i], i))
     if sampling.top_k:
         ids = ids[: sampling.top_k]
-    weights = [math.exp((row[i] - max(row)) / sampling.temperature) for i in ids]
+    top = max(row)
+    weights = [math.exp((row[i] - top) / sampling.temperature) for i in ids]
     total = sum(weights)
     probs = [w / total for w in weights]
     if sampling.top_p < 1.0:
-        before = [sum(probs[:j]) for j in range(len(probs))]
+        before = [0.0, *itertools.accumulate(probs)][:-1]
         probs = [p if b < sampling.top_p else 0.0 for p, b in zip(probs, before, strict=True)]
-    cdf = list(itertools.accumulate(probs))
+    return ids, list(itertools.accumulate(probs))
+
+
+def _reference_choice(ids: list[int], cdf: list[float], u: float) -> int:
+    """The inverse CDF of `_reference_cdf` at `u`."""
     return next((i for i, c in zip(ids, cdf, strict=True) if c > u * cdf[-1]), ids[-1])
 
 
-def _midpoints(row: list[float], sampling: Sampling) -> list[float]:
+def _midpoints(ids: list[int], cdf: list[float]) -> list[float]:
     """One u in the middle of each token's CDF interval (no float rounding can move it)."""
     out = []
     for u in np.linspace(0, 1, 2001)[:-1]:
-        tok = _reference_choice(row, u, sampling)
+        tok = _reference_choice(ids, cdf, u)
         if not out or tok != out[-1][0]:
             out.append((tok, u))
     return [u for _, u in out] + [0.9999]
@@ -196,9 +201,9 @@ def test_exact_ties_are_broken_by_lowest_token_id(dtype, sampling):
     logits[[40, 20]] = -3.0  # a tie above it
     logits[100:160] = -9.0  # a long tie that top-k 64 cuts in the middle
     logits = logits.to(dtype)
-    row = logits.double().tolist()
-    us = _midpoints(row, sampling)
-    want = [_reference_choice(row, u, sampling) for u in us]
+    ids, cdf = _reference_cdf(logits.double().tolist(), sampling)
+    us = _midpoints(ids, cdf)
+    want = [_reference_choice(ids, cdf, u) for u in us]
     alone = [int(choose_tokens(logits[None], torch.tensor([u]), sampling)) for u in us]
     noise = torch.randn(len(us), 1000).to(dtype)
     batch = torch.cat([logits.expand(len(us), -1), noise])  # other rows beside it
