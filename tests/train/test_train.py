@@ -390,7 +390,7 @@ def test_cli_mostly_references_is_refused_in_one_line(tiny_model_dir, tiny_token
         f"error: --targets {root}:lam=0: 4 of 4 MixSD rows (100%) failed their answer check and "
         "would train on their reference answers (--failed reference): an SFT run, not MixSD. "
         "Check the answer methods the set was made with (e.g. --answer-methods contains for a "
-        "model that answers in sentences), or pass --allow-mostly-reference"
+        "model that answers in sentences), or pass --allow-mostly-reference",
     ]
     assert not (tmp_path / "r").exists()
     p = _cli(*args, "--allow-mostly-reference")
