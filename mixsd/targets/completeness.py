@@ -23,7 +23,10 @@ UNKNOWN = "completeness unknown: written before mixsd recorded plans"
 
 def completeness(manifest: dict) -> tuple[list[str], str | None]:
     """(problems, note): one `incomplete: ...` line per missing piece ([] when every planned row
-    is there), and a note when completeness cannot be known (no plan recorded)."""
+    is there), and a note when completeness cannot be known (no plan recorded).
+
+    Plans are grouped by their shard count N: each group (say a λ generated in 2 shards, a λ
+    added later in 1) is whole when all N of its shards ran, finished and hold their rows."""
     plans: dict = manifest.get("plans") or {}
     present: dict[str, int] = {}
     for part in manifest["parts"]:
@@ -31,27 +34,25 @@ def completeness(manifest: dict) -> tuple[list[str], str | None]:
     if not plans:
         return [], UNKNOWN
     problems = []
-    counts = sorted({int(p["shards"]) for p in plans.values()})
-    if len(counts) > 1:
-        problems.append(f"incomplete: shards planned as {' and '.join(map(str, counts))} ways")
-    unplanned = sorted(s for s in present if s not in plans)
-    n = counts[-1]
-    for i in range(n):
-        shard = f"{i}-of-{n}"
-        plan = plans.get(shard)
-        if plan is None:
-            if shard not in unplanned:
-                problems.append(f"incomplete: shard {shard} never ran")
-        elif plan.get("completed") is None:
-            problems.append(
-                f"incomplete: shard {shard} did not finish (started {plan.get('started')}, "
-                f"{present.get(shard, 0)} of {plan['rows']} rows)"
-            )
-        elif present.get(shard, 0) < plan["rows"]:
-            problems.append(f"incomplete: shard {shard}: {present.get(shard, 0)} of {plan['rows']}")
-    planned = max(p["records"] * p["samples"] * len(p["lams"]) for p in plans.values())
+    planned = 0
+    for n in sorted({int(p["shards"]) for p in plans.values()}):
+        group = {s: p for s, p in plans.items() if int(p["shards"]) == n}
+        planned += max(p["records"] * p["samples"] * len(p["lams"]) for p in group.values())
+        for shard in (f"{i}-of-{n}" for i in range(n)):
+            plan, have = group.get(shard), present.get(shard, 0)
+            if plan is None:
+                if shard not in present:  # else written before plans were: the note says so
+                    problems.append(f"incomplete: shard {shard} never ran")
+            elif plan.get("completed") is None:
+                problems.append(
+                    f"incomplete: shard {shard} did not finish (started {plan.get('started')}, "
+                    f"{have} of {plan['rows']} rows)"
+                )
+            elif have < plan["rows"]:
+                problems.append(f"incomplete: shard {shard}: {have} of {plan['rows']}")
     if problems:
         problems.append(f"incomplete: {manifest['rows']} of {planned} planned rows")
+    unplanned = sorted(s for s in present if s not in plans)
     note = f"{UNKNOWN} (shard {', '.join(unplanned)})" if unplanned else None
     return problems, note
 

@@ -127,3 +127,30 @@ def test_merging_the_shards_gives_a_complete_set(tmp_path, provenance):
     assert validate(tmp_path / "cd") == ([], 10)
     plans = json.loads((tmp_path / "cd" / ".manifest.json").read_text())["plans"]
     assert plans["0-of-1"]["rows"] == 10 and plans["0-of-1"]["lams"] == [0.3, 1.0]
+
+
+def test_a_lam_added_with_other_sharding_keeps_the_set_complete():
+    """λ 0.5 generated in 2 shards, λ 0.3 added later in 1: each group is whole, so the set is;
+    a group with a shard missing is not, and the planned total adds the groups."""
+
+    def plan(shards, lams, rows, completed="t1"):
+        return {
+            "shards": shards,
+            "records": 10,
+            "samples": 1,
+            "lams": lams,
+            "rows": rows,
+            "started": "t0",
+            "completed": completed,
+        }
+
+    parts = [{"shard": "0-of-2", "rows": 4}, {"shard": "1-of-2", "rows": 6}]
+    parts.append({"shard": "0-of-1", "rows": 10})
+    plans = {"0-of-2": plan(2, [0.5], 4), "1-of-2": plan(2, [0.5], 6), "0-of-1": plan(1, [0.3], 10)}
+    assert completeness({"parts": parts, "plans": plans, "rows": 20}) == ([], None)
+    del plans["1-of-2"]
+    parts.pop(1)
+    assert completeness({"parts": parts, "plans": plans, "rows": 14})[0] == [
+        "incomplete: shard 1-of-2 never ran",
+        "incomplete: 14 of 20 planned rows",
+    ]
