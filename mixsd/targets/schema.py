@@ -73,7 +73,7 @@ LOCK = ".lock"
 NULL_LAM_DIR = "__HIVE_DEFAULT_PARTITION__"
 
 # `pyarrow.dataset.dataset(SET, ignore_prefixes=...)`: its default (hidden files) plus the card.
-IGNORE_PREFIXES = (".", "_", "README")
+IGNORE_PREFIXES = [".", "_", "README"]  # a list: pyarrow refuses a tuple
 
 ROW_GROUP_ROWS = 2048  # streaming granularity: a reader holds about one row group per column
 
