@@ -106,6 +106,11 @@ def test_authors_jsonl(chat_set, tmp_path):
         "ground_truth_assistant": RECORDS[1].reference,
     }
     assert (first["mix_meta"]["finish_reason"], first["mix_meta"]["num_attempts"]) == ("stop", 1)
+    # and mixsd reads it as it reads the authors' own files (mix_meta etc. ignored)
+    from mixsd.data.io import load_records
+
+    got = [(r.prompt, r.reference, r.answer) for r in load_records(out)]
+    assert got == [(r.prompt, r.reference, None) for r in RECORDS]
 
 
 def test_trl_sft_trainer_trains_on_the_messages_export(chat_set, tmp_path, tiny_model_dir):
