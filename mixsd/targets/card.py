@@ -58,7 +58,7 @@ def render(manifest: dict) -> str:
         yaml.safe_dump(header(lams), sort_keys=False, allow_unicode=True).rstrip(),
         "---",
         "",
-        f"# mixsd target set ({prov.get('kind', 'mixsd')})",
+        f"# mixsd target set (kind: {prov.get('kind', 'mixsd')})",
         "",
         "Targets decoded by MixSD (arXiv 2605.16865) from the base model: per token, the expert "
         "(knowledge in context) or the naive (prompt alone) distribution, naive with probability "
@@ -104,10 +104,37 @@ def render(manifest: dict) -> str:
         f"created {prov.get('created')}",
         f"- input: `{prov.get('input')}`",
         "",
-        f"Generation stats per shard (`.manifest.json`): {_inline(manifest.get('stats'))}",
+        "## Stats",
+        "",
+        f"- {stats_summary(manifest.get('stats') or {})}",
+        f"- per shard (`.manifest.json`): {_inline(manifest.get('stats'))}",
         "",
     ]
     return "\n".join(lines)
+
+
+_SUMMED = ("attempts", "accepted", "tokens", "naive_tokens", "prompt_too_long", "seconds")
+
+
+def stats_summary(stats: dict) -> str:
+    """One line from the shards' run stats (generate's counts, summed over shards): acceptance
+    rate, naive-token share, prompts too long, decoding time."""
+    total: dict[str, float] = {}
+    for shard in stats.values():
+        for key in _SUMMED:
+            value = shard.get(key) if isinstance(shard, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    if not total.get("attempts"):
+        return "no generation counts (an SFT or merged set: see the per-shard stats)"
+    text = (
+        f"{total.get('accepted', 0):g} of {total['attempts']:g} attempts passed the answer check "
+        f"({total.get('accepted', 0) / total['attempts']:.1%})"
+    )
+    if total.get("tokens"):
+        text += f"; naive-token share {total.get('naive_tokens', 0) / total['tokens']:.1%}"
+    text += f"; prompts too long: {total.get('prompt_too_long', 0):g}"
+    return text + f"; {total.get('seconds', 0):.0f} s of decoding over {len(stats)} shard(s)"
 
 
 def _inline(value) -> str:

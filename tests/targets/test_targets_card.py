@@ -34,3 +34,17 @@ def test_card_loads_by_lam_with_datasets(tmp_path, small_set, provenance):
     assert set(ds["lam"]) == {0.3}
     assert sorted(ds["id"]) == sorted(r["id"] for r in rows if r["lam"] == 0.3)
     assert ds.sort("id")[0]["target_ids"] == next(r for r in rows if r["id"] == "ex0")["target_ids"]
+
+
+def test_stats_summary_sums_the_shards():
+    from mixsd.targets.card import stats_summary
+
+    stats = {
+        "0-of-2": {"attempts": 6, "accepted": 4, "tokens": 40, "naive_tokens": 10, "seconds": 2},
+        "1-of-2": {"attempts": 4, "accepted": 4, "tokens": 10, "naive_tokens": 5, "seconds": 1.4},
+    }
+    assert stats_summary(stats) == (
+        "8 of 10 attempts passed the answer check (80.0%); naive-token share 30.0%; "
+        "prompts too long: 0; 3 s of decoding over 2 shard(s)"
+    )
+    assert stats_summary({"merged_from": {}}).startswith("no generation counts")
