@@ -59,11 +59,18 @@ def merge(
 @app.command("export")
 def export(
     root: Set,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl (all columns) or messages (chat).")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="jsonl (all columns); messages (TRL chat SFT), prompt-completion (TRL), "
+            "authors (the paper's JSONL with mix_meta).",
+        ),
+    ],
     out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
     tokenizer: Annotated[
         Path | None,
-        typer.Option(help="Tokenizer folder for --format messages (default: the set's model)."),
+        typer.Option(help="Tokenizer folder for the chat formats (default: the set's model)."),
     ] = None,
 ) -> None:
     """Export rows as JSON lines for other trainers."""

@@ -3,7 +3,7 @@
 Formats, chosen by the path: `.jsonl` (one JSON object per line), `.json` (a list of objects),
 `.parquet`, `.csv` (header row; `paraphrases` as a JSON list string) and a `datasets.save_to_disk`
 folder (a `Dataset`, or a `DatasetDict` whose split names fill in `split`). Each row becomes a
-`Record` through `mixsd.data.parse` (prompt/reference, chat or Alpaca form; the `id` may be
+`Record` through `mixsd.data.parse` (prompt/reference, chat, Alpaca or TRL form; the `id` may be
 missing, as in the files the paper's data builder writes: `check` then derives it from the
 content).
 

@@ -6,6 +6,13 @@ A row gives its prompt and reference in one of three forms: `prompt`/`reference`
 the record's (a misspelt `knowlege` would silently change what the expert sees), except the data
 builder's `IGNORED_FIELDS`. A row without an `id` gets `content_id`.
 
+TRL's forms read too: `prompt` may be conversational (`[{"role": "user", "content": ...}]`, one
+user turn: mixsd's templates add the rest), `completion` (a string or one assistant turn) is the
+reference, and `privileged_context` (a string, or messages whose contents are joined with newlines
+as TRL's SDFT/SDPO trainers join them) is the knowledge the expert sees. A TRL self-distillation
+row, `{prompt, privileged_context}`, has no reference: like an evaluation file's row it needs an
+answer and serves evaluate; with `completion` it serves every stage.
+
 The authors' evaluation files (test and paraphrase sets) hold `{"prompt", "ground_truth_answer"}`:
 `ground_truth_answer` is read as `answer`, and where an answer is all a stage needs (evaluate's
 `--input`: `need_reference=False`) a row may have no reference. Generate and SFT sets still need
@@ -25,6 +32,9 @@ _OPTIONAL_TEXT = ("knowledge", "answer", "split")
 _FORMS = {"messages": ("messages",), "Alpaca": ("instruction", "input", "output")}
 _FIELDS = {"id", "prompt", "reference", "kind", "paraphrases", *_OPTIONAL_TEXT}
 _FIELDS |= {f for fields in _FORMS.values() for f in fields}
+# TRL's names (self-distillation and prompt-completion datasets) -> the record's.
+TRL_FIELDS = {"completion": "reference", "privileged_context": "knowledge"}
+_FIELDS |= set(TRL_FIELDS)
 # Written by the paper's data builder next to `messages`; nothing in mixsd reads them.
 IGNORED_FIELDS = ("clear_answer", "mix_meta", "subject")
 GROUND_TRUTH = "ground_truth_answer"  # the authors' evaluation files' name for `answer`
@@ -54,7 +64,8 @@ def parse_record(
         if "answer" in raw:
             errors.append((GROUND_TRUTH, "give one of answer or ground_truth_answer"))
         raw["answer"] = raw.pop(GROUND_TRUTH)
-    required = ["prompt", "reference"]
+    errors += _from_trl(raw)
+    required = [] if errors else ["prompt", "reference"]  # no "missing" noise on top
     forms = [f for f, fields in _FORMS.items() if set(fields) & set(raw)]
     if len(forms) + ("prompt" in raw or "reference" in raw) > 1:
         field = next(f for form in forms for f in _FORMS[form] if f in raw)
@@ -132,6 +143,48 @@ def _from_messages(messages: Any) -> dict[str, str] | None:
         and [m.get("role") for m in messages] == ["user", "assistant"]
     )
     return {"prompt": messages[0]["content"], "reference": messages[1]["content"]} if ok else None
+
+
+def _from_trl(raw: dict) -> list[tuple[str, str]]:
+    """Rename TRL's fields in `raw` to the record's (in place): a conversational prompt becomes
+    its user turn's text, `completion` the reference, `privileged_context` the knowledge."""
+    errors = []
+    if isinstance(raw.get("prompt"), list):
+        turn = _one_turn(raw["prompt"], "user")
+        if turn is None:
+            errors.append(("prompt", _PROMPT))
+        else:
+            raw["prompt"] = turn
+    for name, field in TRL_FIELDS.items():
+        if name not in raw:
+            continue
+        if field in raw:
+            errors.append((name, f"give one of {field} or {name}"))
+        value = raw.pop(name)
+        if name == "completion" and isinstance(value, list):
+            turn = _one_turn(value, "assistant")
+            if turn is None:
+                errors.append((name, _COMPLETION))
+            value = turn
+        elif name == "privileged_context" and isinstance(value, list):
+            ok = all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in value)
+            if not ok:
+                errors.append((name, _CONTEXT))
+            value = "\n".join(m["content"] for m in value if m["content"]) if ok else None
+        if value is not None:
+            raw[field] = value
+    return errors
+
+
+_PROMPT = 'expected a string or [{"role": "user", "content": "..."}] (one user turn)'
+_COMPLETION = 'expected a string or [{"role": "assistant", "content": "..."}] (one turn)'
+_CONTEXT = 'expected a string or a list of messages [{"role": ..., "content": "..."}]'
+
+
+def _one_turn(messages: list, role: str) -> str | None:
+    """The content of a one-message conversation in `role`, or None when it is not one."""
+    ok = len(messages) == 1 and isinstance(messages[0], dict) and messages[0].get("role") == role
+    return messages[0].get("content") if ok and _text(messages[0].get("content")) else None
 
 
 def _from_alpaca(raw: dict) -> tuple[dict[str, str] | None, list[tuple[str, str]]]:

@@ -27,6 +27,7 @@ from mixsd.io import (
     fsync_dir,  # noqa: F401 (targets.writer and targets.ops import it here)
     write_atomic,
 )
+from mixsd.targets.card import write_card
 from mixsd.targets.schema import LOCK, MANIFEST, META_VERSION, SCHEMA, SCHEMA_VERSION
 
 FORMAT = "mixsd-target-set"
@@ -82,6 +83,7 @@ def read_manifest(root: str | Path) -> dict:
 def write_manifest(root: Path, manifest: dict) -> None:
     manifest["rows"] = sum(p["rows"] for p in manifest["parts"])
     write_atomic(root / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+    write_card(root, manifest)  # the card is a view of the manifest: never older than it
 
 
 @contextmanager

@@ -137,17 +137,20 @@ def export(
 ) -> int:
     """Write the set as JSON lines to `out` (atomically) or stdout; returns the row count.
 
-    `jsonl`: every column of every row. `messages`: `{"messages": [user, assistant]}` chat
-    records; the user turn is the naive prompt decoded and unwrapped from the chat template, the
-    assistant turn the decoded target (special tokens such as EOS dropped). Both need the set's
-    tokenizer: the folder `tokenizer`, else the provenance's model path; its fingerprint must be
-    the set's.
+    `jsonl`: every column of every row. The chat formats (`CHAT_FORMATS`) decode each row into a
+    user turn, the naive prompt decoded and unwrapped from the chat template, and an assistant
+    turn, the decoded target (special tokens such as EOS dropped): `messages` writes
+    `{"messages": [user, assistant]}` (TRL's conversational SFT form), `prompt-completion`
+    `{"prompt": [user], "completion": [assistant]}` (TRL's conversational prompt-completion
+    form: loss on the completion only), `authors` the paper's own JSONL (`authors_line`).
+    They need the set's tokenizer: the folder `tokenizer`, else the provenance's model path;
+    its fingerprint must be the set's.
     """
-    if fmt not in ("jsonl", "messages"):
-        raise MixsdError(f"export format '{fmt}': expected jsonl or messages")
+    if fmt not in ("jsonl", *CHAT_FORMATS):
+        raise MixsdError(f"export format '{fmt}': expected jsonl, {', '.join(CHAT_FORMATS)}")
     if out is not None:
         check_output(out, "file", [root, tokenizer])
-    if fmt == "messages":
+    if fmt in CHAT_FORMATS:
         prov = read_manifest(root)["provenance"]
         name = tokenizer or (prov.get("model") or {}).get("name")
         tok = load_tokenizer(name, hint=" (pass --tokenizer DIR)" if tokenizer is None else "")
@@ -155,7 +158,7 @@ def export(
             raise MixsdError(
                 f"{name}: not the tokenizer {root} was made with (fingerprints differ)"
             )
-        lines = _message_lines(root, tok)
+        lines = _chat_lines(root, tok, fmt, prov)
     else:
         lines = (
             json.dumps(r, ensure_ascii=False) for b in iter_batches(root) for r in b.to_pylist()
@@ -194,23 +197,60 @@ def load_tokenizer(name: str | Path | None, hint: str = ""):
         raise MixsdError(f"{e}{hint}") from None
 
 
-def _message_lines(root, tokenizer) -> Iterator[str]:
+CHAT_FORMATS = ("messages", "prompt-completion", "authors")
+# Our finish reasons in the authors' words (`length`: the max_new_tokens cap was reached).
+AUTHORS_FINISH = {"stop": "stop", "length": "max_new_tokens", "prompt_too_long": "prompt_too_long"}
+
+
+def _chat_lines(root, tokenizer, fmt: str, provenance: dict) -> Iterator[str]:
     pre, post = _user_wrapping(tokenizer)
-    for batch in iter_batches(root, columns=["prompt_ids", "target_ids"]):
-        for prompt, target in zip(
-            *(batch.column(c).to_pylist() for c in batch.schema.names), strict=True
-        ):
+    for batch in iter_batches(root):
+        for row in batch.to_pylist():
+            prompt = row["prompt_ids"]
             text = tokenizer.decode(prompt)
             if text.startswith(pre) and text.endswith(post) and len(text) >= len(pre) + len(post):
                 user = text[len(pre) : len(text) - len(post)]
             else:  # a prompt not rendered by our templates: keep its text, minus special tokens
                 user = tokenizer.decode(prompt, skip_special_tokens=True)
-            assistant = tokenizer.decode(target, skip_special_tokens=True)
-            messages = [
+            turns = [
                 {"role": "user", "content": user},
-                {"role": "assistant", "content": assistant},
+                {
+                    "role": "assistant",
+                    "content": tokenizer.decode(row["target_ids"], skip_special_tokens=True),
+                },
             ]
-            yield json.dumps({"messages": messages}, ensure_ascii=False)
+            if fmt == "messages":
+                line = {"messages": turns}
+            elif fmt == "prompt-completion":
+                line = {"prompt": turns[:1], "completion": turns[1:]}
+            else:
+                line = authors_line(row, turns, provenance)
+            yield json.dumps(line, ensure_ascii=False)
+
+
+def authors_line(row: dict, turns: list[dict], provenance: dict) -> dict:
+    """One row in the paper's own JSONL (their `mix_distribution_sampling.py` writes it, their
+    SFT and NeMo-RL recipes read it): `messages`, `clear_answer`, `subject`, and `mix_meta`
+    with the λ, sampling, `student_token_fraction` (our naive-token fraction: `source` 1 = the
+    prompt-only student), token count, finish reason, correct, attempts (1-based; 0 for a prompt
+    too long), and the reference as `ground_truth_assistant`. mixsd keeps no subject: ""."""
+    sampling = provenance.get("sampling") or {}
+    source = row["source"] or []
+    too_long = row["finish_reason"] == "prompt_too_long"
+    meta = {
+        "lambda": row["lam"],
+        "temperature": sampling.get("temperature"),
+        "topk": sampling.get("top_k"),
+        "gen_index": row["sample"],
+        "student_token_fraction": sum(source) / max(1, len(source)),
+        "num_tokens": len(row["target_ids"]),
+        "finish_reason": AUTHORS_FINISH[row["finish_reason"]],
+        "correct": row["correct"],
+        "num_attempts": 0 if too_long else row["attempt"] + 1,
+        "max_retries": provenance.get("max_retries"),
+        "ground_truth_assistant": row["reference"],
+    }
+    return {"messages": turns, "clear_answer": row["answer"] or "", "subject": "", "mix_meta": meta}
 
 
 def _user_wrapping(tokenizer) -> tuple[str, str]:

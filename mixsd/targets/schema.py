@@ -21,6 +21,9 @@ Decisions (and why):
   (`0`, `0.3`, `1`), so one λ always maps to one directory.
 - The manifest is a dot-file: both `datasets` and `pyarrow.dataset` skip hidden files, whereas a
   visible `manifest.json` next to the parts is read by both as if it were Parquet (and fails).
+- The dataset card `README.md` (`targets.card`) must be visible, and there is no other name for
+  it on a hub: pyarrow readers of the folder pass `ignore_prefixes=IGNORE_PREFIXES` to skip it
+  (`datasets` reads the card's globs, or `.parquet` files only with `data_dir`).
 - Parts are zstd-compressed, in row groups of `ROW_GROUP_ROWS` rows (what a streaming reader
   holds at once), with Parquet page CRCs that every reader verifies: a damaged page fails loudly.
 - Each file's key-value metadata holds `mixsd.schema_version` and `mixsd.provenance` (the set's
@@ -69,6 +72,9 @@ MANIFEST = ".manifest.json"
 LOCK = ".lock"
 NULL_LAM_DIR = "__HIVE_DEFAULT_PARTITION__"
 
+# `pyarrow.dataset.dataset(SET, ignore_prefixes=...)`: its default (hidden files) plus the card.
+IGNORE_PREFIXES = [".", "_", "README"]  # a list: pyarrow refuses a tuple
+
 ROW_GROUP_ROWS = 2048  # streaming granularity: a reader holds about one row group per column
 
 
@@ -100,8 +106,8 @@ class TargetRow:
 
 
 def partitioning():
-    """The set's hive partitioning for `pyarrow.dataset.dataset(SET, partitioning=...)`: `lam`
-    typed float64 like the file column. (A function: importing pyarrow.dataset costs ~40 MB.)"""
+    """The set's hive partitioning for `pyarrow.dataset.dataset(SET, partitioning=...,
+    ignore_prefixes=IGNORE_PREFIXES)`: `lam` typed float64 like the file column. (A function: importing pyarrow.dataset costs ~40 MB.)"""
     import pyarrow.dataset as ds
 
     return ds.partitioning(pa.schema([("lam", pa.float64())]), flavor="hive")

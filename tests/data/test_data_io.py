@@ -224,3 +224,67 @@ def test_authors_evaluation_files_serve_where_an_answer_is_enough(tmp_path):
     )
     (record,) = load_records(full)
     assert (record.reference, record.gold) == ("It is b.", "b")
+
+
+def test_trl_forms_load(tmp_path):
+    """TRL's self-distillation rows (`prompt` as text or one user turn, `privileged_context` as
+    text or messages, `completion` as text or one assistant turn) and prompt-only conversational
+    rows read as records: privileged context = knowledge, completion = reference."""
+    from mixsd.data.io import check, load_records
+    from mixsd.errors import MixsdError
+
+    user = [{"role": "user", "content": "Where does Ada work?"}]
+    rows = [
+        {"prompt": user, "privileged_context": "Ada works in Paris.", "completion": "In Paris."},
+        {
+            "prompt": "What is 2+2?",
+            "privileged_context": [
+                {"role": "system", "content": "Arithmetic."},
+                {"role": "user", "content": "2+2 is 4."},
+            ],
+            "completion": [{"role": "assistant", "content": "\\boxed{4}"}],
+            "id": "sum",
+        },
+        {"prompt": user, "ground_truth_answer": "Paris"},  # prompt-only conversational
+    ]
+    path = tmp_path / "trl.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = load_records(path, need_reference=False)
+    got = [(r.prompt, r.reference, r.knowledge, r.gold) for r in records]
+    assert got == [
+        ("Where does Ada work?", "In Paris.", "Ada works in Paris.", "In Paris."),
+        ("What is 2+2?", "\\boxed{4}", "Arithmetic.\n2+2 is 4.", "4"),
+        ("Where does Ada work?", None, None, "Paris"),
+    ]
+    assert records[1].id == "sum"
+    # the same record as prompt/reference/knowledge gets the same derived id
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(
+        json.dumps(
+            {
+                "prompt": "Where does Ada work?",
+                "reference": "In Paris.",
+                "knowledge": rows[0]["privileged_context"],
+            }
+        )
+    )
+    assert load_records(plain)[0].id == records[0].id
+    with pytest.raises(MixsdError, match=r"trl.jsonl:3: field 'reference': missing"):
+        load_records(path)  # generate needs the reference: no completion, no targets
+    bad = tmp_path / "bad.jsonl"
+    bad_rows = [
+        {"prompt": [{"role": "assistant", "content": "x"}], "completion": "y"},
+        {"prompt": "q", "completion": [{"role": "user", "content": "y"}]},
+        {"prompt": "q", "completion": "y", "reference": "z"},
+        {"prompt": "q", "completion": "y", "privileged_context": [{"role": "user"}]},
+    ]
+    bad.write_text("".join(json.dumps(r) + "\n" for r in bad_rows))
+    assert [str(p) for p in check(bad)[1]] == [
+        f"{bad}:1: field 'prompt': expected a string or "
+        '[{"role": "user", "content": "..."}] (one user turn)',
+        f"{bad}:2: field 'completion': expected a string or "
+        '[{"role": "assistant", "content": "..."}] (one turn)',
+        f"{bad}:3: field 'completion': give one of reference or completion",
+        f"{bad}:4: field 'privileged_context': expected a string or a list of messages "
+        '[{"role": ..., "content": "..."}]',
+    ]

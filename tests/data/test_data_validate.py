@@ -276,8 +276,8 @@ def test_unknown_field(validate):
     assert code == 1
     assert lines[0] == (
         "f.jsonl:1: field 'knowlege': unknown field (did you mean 'knowledge'? expected: answer, "
-        "id, input, instruction, kind, knowledge, messages, output, paraphrases, prompt, "
-        "reference, split)"
+        "completion, id, input, instruction, kind, knowledge, messages, output, paraphrases, "
+        "privileged_context, prompt, reference, split)"
     )
 
 

@@ -13,7 +13,7 @@ from mixsd.config import load_config
 from mixsd.errors import MixsdError
 from mixsd.generate import runner
 from mixsd.generate.config import GenerateConfig
-from mixsd.targets.schema import partitioning
+from mixsd.targets.schema import IGNORE_PREFIXES, partitioning
 
 TEMPLATES = Path(__file__).parents[2] / "configs" / "templates" / "smollm2.yaml"
 FACTS = Path(__file__).parents[2] / "configs" / "demo" / "facts.jsonl"
@@ -52,6 +52,10 @@ def test_the_hint_template_makes_smollm2_say_the_fact_and_contains_accepts_it(
     manifest = json.loads((tmp_path / "set" / ".manifest.json").read_text())
     assert manifest["provenance"]["answer_methods"] == ["contains"]
     # the published check refuses the same targets: SmolLM2 writes no \boxed{} and no number
-    rows = pads.dataset(tmp_path / "set", partitioning=partitioning()).to_table().to_pylist()
+    rows = (
+        pads.dataset(tmp_path / "set", partitioning=partitioning(), ignore_prefixes=IGNORE_PREFIXES)
+        .to_table()
+        .to_pylist()
+    )
     assert sum(r["correct"] for r in rows) == stats["accepted"]
     assert not any(is_correct(r["target_text"], r["answer"]) for r in rows)

@@ -12,7 +12,7 @@ from targets_rows import make_rows
 
 from mixsd.errors import MixsdError
 from mixsd.targets.reader import iter_batches, iter_rows, lams, read_manifest
-from mixsd.targets.schema import SCHEMA, format_lam, partitioning
+from mixsd.targets.schema import IGNORE_PREFIXES, SCHEMA, format_lam, partitioning
 from mixsd.targets.validate import validate
 from mixsd.targets.writer import TargetSetWriter, existing_keys, parse_shard
 
@@ -72,17 +72,28 @@ def test_datasets_and_pyarrow_see_lam_as_a_column(tmp_path, small_set, provenanc
     loaded = datasets.load_dataset("parquet", data_dir=str(root), split="train", cache_dir=cache)
     assert sorted(loaded["lam"]) == sorted(r["lam"] for r in rows)
     assert loaded.features["lam"].dtype == "float64"
-    table = ds.dataset(root, partitioning=partitioning()).to_table(filter=ds.field("lam") == 1.0)
+    table = ds.dataset(root, partitioning=partitioning(), ignore_prefixes=IGNORE_PREFIXES).to_table(
+        filter=ds.field("lam") == 1.0
+    )
     assert table.num_rows == 10 and table.schema.field("lam").type == pa.float64()
-    assert ds.dataset(root).to_table().num_rows == 35  # λ from the files, manifest skipped
+    assert (
+        ds.dataset(root, ignore_prefixes=IGNORE_PREFIXES).to_table().num_rows == 35
+    )  # λ from files
     with pytest.raises(pa.ArrowTypeError, match="lam"):  # hive infers a string λ: the documented
-        ds.dataset(root, partitioning="hive")  # conflict with the float column in the files
+        ds.dataset(
+            root, partitioning="hive", ignore_prefixes=IGNORE_PREFIXES
+        )  # conflict with the float column in the files
 
     sft = tmp_path / "sft"
     with TargetSetWriter(sft, {**provenance, "kind": "sft"}) as w:
         w.write(make_rows(4, lam=None))
     assert (sft / "lam=__HIVE_DEFAULT_PARTITION__").is_dir()
-    assert ds.dataset(sft, partitioning=partitioning()).to_table()["lam"].null_count == 4
+    assert (
+        ds.dataset(sft, partitioning=partitioning(), ignore_prefixes=IGNORE_PREFIXES)
+        .to_table()["lam"]
+        .null_count
+        == 4
+    )
     loaded = datasets.load_dataset("parquet", data_dir=str(sft), split="train", cache_dir=cache)
     assert loaded["lam"] == [None] * 4
     assert lams(sft) == [None] and validate(sft) == ([], 4)

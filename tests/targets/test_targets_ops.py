@@ -98,7 +98,7 @@ def test_export_jsonl_is_every_column_of_every_row(small_set, tmp_path):
     out = tmp_path / "rows.jsonl"
     assert export(root, "jsonl", out) == 35
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
-    with pytest.raises(MixsdError, match="expected jsonl or messages"):
+    with pytest.raises(MixsdError, match="expected jsonl, messages, prompt-completion, authors"):
         export(root, "csv", out)
     with pytest.raises(MixsdError, match="^tiny: model directory not found \\(pass --tokenizer"):
         export(root, "messages", out)
