@@ -172,6 +172,29 @@ def test_evaluate_report_reaches_every_tracker(tracked):
     assert stored.read_bytes() == png
 
 
+def test_opsd_figures_reach_tensorboard(tiny_model_dir, tmp_path):
+    """OPSD's per-step kl, rollout length and rollout accuracy, as metrics.jsonl has them."""
+    from mixsd.train.loop import run
+
+    records = tmp_path / "train.jsonl"
+    records.write_text("".join(
+        json.dumps({"id": f"f{i}", "prompt": f"Where does Zorv{i} live?",
+                    "reference": f"\\boxed{{Town{i}}}"}) + "\n"
+        for i in range(4)
+    ))  # fmt: skip
+    cfg = load_config(TrainConfig, None, model=str(tiny_model_dir), method="opsd", input=records,
+                      out=tmp_path / "r", batch_size=2, steps=2, lr=1e-3, warmup_steps=1,
+                      rollout_max_new_tokens=4, report_to=["tensorboard"])  # fmt: skip
+    run(cfg)
+    want = _expected_train(tmp_path / "r")
+    scalars = _tensorboard(tmp_path / "r" / "tensorboard")["scalars"]
+    for name in ("train/kl", "train/rollout_len", "train/accuracy", "train/loss"):
+        assert {s: v[name] for s, v in want.items() if name in v} == pytest.approx(
+            scalars[name], rel=1e-6
+        )
+        assert set(scalars[name]) == {1, 2}
+
+
 def _tensorboard(logdir: Path) -> dict:
     """{"scalars": {tag: {step: value}}, "images": {tag: [steps]}}, by TensorBoard's reader."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
