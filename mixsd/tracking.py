@@ -59,12 +59,11 @@ def numbers(record: dict, prefix: str = "") -> dict[str, float]:
 
 
 class Tracker:
-    """The chosen trackers of one run (none: every call does nothing). `log` fans a metrics dict
-    out at a step, `log_images` PNG files, `close` flushes and ends them all."""
+    """The chosen trackers of one run dir (`names` empty: every call does nothing). `log` fans a
+    metrics dict out at a step, `log_images` PNG files, `close` flushes and ends them all."""
 
     def __init__(self, names: list[str], run_dir: str | Path, config: dict[str, Any]):
         run_dir = Path(run_dir)
-        self.names = list(names)
         self._tb = self._wandb = self._trackio = None
         if "tensorboard" in names:
             from torch.utils.tensorboard import SummaryWriter
@@ -73,7 +72,6 @@ class Tracker:
         if "wandb" in names:
             import wandb
 
-            run_dir.mkdir(parents=True, exist_ok=True)
             self._wandb = wandb.init(
                 project=PROJECT, name=run_dir.name, dir=str(run_dir), config=config
             )
