@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mixsd.answers import check_methods
 from mixsd.config import option
 from mixsd.modeling import DTYPES
+from mixsd.tracking import REPORT_TO_HELP, check_report_to
 
 
 @dataclass
@@ -55,6 +56,7 @@ class EvaluateConfig:
     allow_incomplete: bool = option(
         False, "Score incomplete --targets sets (recorded in metrics.json)."
     )
+    report_to: list[str] = option([], REPORT_TO_HELP)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -70,6 +72,7 @@ class EvaluateConfig:
                 f"peak_tolerance must be in [0, 100] points, got {self.peak_tolerance}"
             )
         self.answer_methods = check_methods(self.answer_methods)
+        self.report_to = check_report_to(self.report_to)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.input is None and not self.suites and not self.targets:

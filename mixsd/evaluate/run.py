@@ -30,6 +30,7 @@ from mixsd.io import atomic_file
 from mixsd.modeling import resolve_device, resolve_dtype
 from mixsd.outputs import check_output
 from mixsd.progress import track
+from mixsd.tracking import track_report
 
 
 def evaluate(cfg: EvaluateConfig) -> Path:
@@ -81,7 +82,10 @@ def evaluate(cfg: EvaluateConfig) -> Path:
         "incomplete_targets": incomplete,  # --allow-incomplete: the sets' missing pieces
     }
     _write_jsonl(out / "predictions.jsonl", answer.predictions)
-    return write_report(out, metrics, nll_values)
+    write_report(out, metrics, nll_values)
+    if cfg.report_to:
+        track_report(cfg.report_to, out, to_dict(cfg))
+    return out
 
 
 class _Answerer:

@@ -8,6 +8,7 @@ from pathlib import Path
 from mixsd.answers import check_methods
 from mixsd.config import at_least, field_default, option
 from mixsd.errors import MixsdError
+from mixsd.tracking import REPORT_TO_HELP, check_report_to
 
 SCHEDULES = ("constant", "cosine")
 ZERO_STAGES = ("none", "0", "1", "2", "3")
@@ -31,6 +32,7 @@ RESUMABLE_CHANGES = (
     "answer_methods",
     "allow_mostly_reference",  # a check at start; the data itself is checked on resume (data.json)
     "allow_pickle",
+    "report_to",  # where the metrics are copied to
 )
 
 
@@ -106,6 +108,7 @@ class TrainConfig:
     export_every_epoch: bool = option(
         False, "HF dir per epoch in RUN/exports/epoch-<k>/, to pick the first peak."
     )
+    report_to: list[str] = option([], REPORT_TO_HELP)
     failed: str = option(
         "reference", "nll: rows that failed every answer check: reference | drop | keep."
     )
@@ -160,6 +163,7 @@ class TrainConfig:
         _one_of(self, "failed", FAILED)
         at_least(self, 1, "epochs", "batch_size", "nproc", "steps", "micro_batch_size", "max_len")
         at_least(self, 0, "warmup_steps", "save_every")
+        self.report_to = check_report_to(self.report_to)
         if not self.lr > 0:
             raise ValueError(f"option 'lr': expected a positive number, got {self.lr}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):

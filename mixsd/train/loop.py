@@ -24,6 +24,7 @@ from mixsd.config import to_dict
 from mixsd.errors import MixsdError
 from mixsd.io import write_atomic
 from mixsd.modeling import resolve_device, resolve_dtype
+from mixsd.tracking import Tracker, numbers
 from mixsd.train import checkpoint, schedule
 from mixsd.train.config import RESUMABLE_CHANGES, TrainConfig
 from mixsd.train.data import load_examples, reference_warning
@@ -205,6 +206,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             done, epoch, epoch_end=done % per_epoch == 0 or done == total, last=done == end
         )
     bar.close()
+    trainer.close()
     model_dir = run_dir / "model"
     if end == total and _rank0_decides(rank == 0 and not model_dir.is_dir(), world):
         checkpoint.export(backend, tokenizer, model_dir, rank)
@@ -240,6 +242,7 @@ class _Trainer:
         self.rank, self.world, self.micro, self.accumulation = rank, world, micro, accumulation
         self.run_dir = Path(cfg.out)
         self.metrics = self.run_dir / "metrics.jsonl"
+        self.tracker = None  # --report-to, on process 0: opened at the first line (`log`)
 
     def start(self, data: dict) -> int:
         """Write RUN/config.yaml and RUN/data.json (`data`: what the run trains on, checked
@@ -256,7 +259,7 @@ class _Trainer:
         if self.rank == 0:
             checkpoint.trim_metrics(self.metrics, start)
             data = {**vars(self.objective.stats), "examples": self.objective.n_items}
-            _log(self.metrics, {"event": "data", "step": start, **data})
+            self.log({"event": "data", "step": start, **data})
         self.backend.module.train()
         return start
 
@@ -298,7 +301,7 @@ class _Trainer:
             "real_token_fraction": tokens / sums["slots"],
             "time": time.time(),
         }
-        _log(self.metrics, record)
+        self.log(record)
         return epoch, record
 
     def after_step(self, done: int, epoch: int, epoch_end: bool, last: bool) -> None:
@@ -312,9 +315,27 @@ class _Trainer:
             recall = _recall(backend, self.tokenizer, self.objective.recall_examples(), cfg, rank)
             if rank == 0:
                 line = {"event": "recall", "step": done, "epoch": epoch + 1, "recall": recall}
-                _log(self.metrics, line)
+                self.log(line)
         if (cfg.save_every and done % cfg.save_every == 0) or epoch_end or last:
             checkpoint.save(self.run_dir, done, backend, rank)
+
+    def log(self, record: dict) -> None:
+        """A line of RUN/metrics.jsonl (the source of truth), copied to the --report-to trackers
+        at its step: the `data` line's numbers as `data/...`, the others' as `train/...`.
+        The trackers open here, after RUN/config.yaml marks the folder as a run."""
+        _log(self.metrics, record)
+        if not self.cfg.report_to:
+            return
+        if self.tracker is None:
+            self.tracker = Tracker(self.cfg.report_to, self.run_dir, to_dict(self.cfg))
+        values = {k: v for k, v in record.items() if k not in ("event", "step", "time")}
+        prefix = "data/" if record.get("event") == "data" else "train/"
+        self.tracker.log(numbers(values, prefix), record["step"])
+
+    def close(self) -> None:
+        """Flush and end the trackers."""
+        if self.tracker is not None:
+            self.tracker.close()
 
 
 def _log(path: Path, record: dict) -> None:
