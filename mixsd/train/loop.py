@@ -117,11 +117,13 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
     params = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]  # norms and biases
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # LoRA has no 1-d weights: an empty group would be dropped by ZeRO-3, the schedule's not
     optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
+        [g for g in groups if g["params"]],
         lr=cfg.lr,
         betas=tuple(cfg.adam_betas),
     )

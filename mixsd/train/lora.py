@@ -30,7 +30,12 @@ def wrap(model, cfg: LoRAConfig, base: str):
     """`model` (loaded from `base`) as a PEFT model with fresh LoRA adapters (A random, B zero:
     it starts as the base); only the adapters require a gradient. Seeded by the caller's torch
     seed. The adapter config names the base by absolute path, so the adapter loads from anywhere."""
-    from peft import LoraConfig, get_peft_model
+    from mixsd.errors import MixsdError
+
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise MixsdError("LoRA needs peft: pip install 'mixsd[lora]'") from None
 
     config = LoraConfig(
         r=cfg.r,
@@ -39,7 +44,10 @@ def wrap(model, cfg: LoRAConfig, base: str):
         target_modules=list(cfg.target_modules),
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, config)
+    try:
+        model = get_peft_model(model, config)
+    except ValueError as e:  # e.g. no module of the model has a target's name
+        raise MixsdError(f"option 'lora_target_modules': {str(e).splitlines()[0]}") from None
     model.peft_config["default"].base_model_name_or_path = (
         str(Path(base).resolve()) if Path(base).is_dir() else base
     )

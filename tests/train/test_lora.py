@@ -195,12 +195,13 @@ def test_opsd_with_lora_trains_the_adapter(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize("zero", ["none", "3"])
 def test_two_ranks_reach_one_process_adapter(zero, tiny_model_dir, sft_set, tmp_path):
     """2 gloo ranks (DDP under torchrun; DeepSpeed ZeRO-3 with every tensor partitioned), killed
-    after 2 steps and resumed, reach the adapter and the losses of one plain process."""
+    after 2 steps and resumed, reach the adapter and the losses of one plain process. Dropout 0:
+    each process draws its own dropout masks, so with dropout the runs agree only in law."""
     one = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "one", steps=4, batch_size=6,
-                   lr=3e-3))  # fmt: skip
+                   lr=3e-3, dropout=0))  # fmt: skip
     args = ["--model", tiny_model_dir, "--targets", sft_set, "--out", tmp_path / "mp", "--steps", 4,
             "--batch-size", 6, "--micro-batch-size", 1, "--lr", 3e-3, "--warmup-steps", 2,
-            "--zero", zero, "--lora-r", 4, "--lora-alpha", 8]  # fmt: skip
+            "--zero", zero, "--lora-r", 4, "--lora-alpha", 8, "--lora-dropout", 0]  # fmt: skip
     if zero == "none":
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc_per_node=2", "-m", "mixsd", "train"]  # fmt: skip
@@ -223,3 +224,11 @@ def test_two_ranks_reach_one_process_adapter(zero, tiny_model_dir, sft_set, tmp_
     assert_same_weights(_adapter(mp), _adapter(one), lr=3e-3)
     assert_same_weights(load_file(mp / "model.safetensors"),
                         load_file(one / "model.safetensors"), lr=3e-3)  # fmt: skip
+
+
+def test_target_modules_the_model_lacks_are_one_line(tiny_model_dir, sft_set, tmp_path):
+    from mixsd.errors import MixsdError
+
+    cfg = _cfg(tiny_model_dir, [str(sft_set)], tmp_path / "r", steps=1, target_modules=["c_attn"])
+    with pytest.raises(MixsdError, match=r"'lora_target_modules': Target modules \{'c_attn'\} not"):
+        run(cfg)
