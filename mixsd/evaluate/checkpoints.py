@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mixsd.data.models import load_model, load_tokenizer
 from mixsd.errors import MixsdError
+from mixsd.train.lora import adapter_dir
 
 
 def greedy_answers(
@@ -29,7 +30,7 @@ def greedy_answers(
     from mixsd.generate import greedy
 
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, device, dtype, allow_pickle)
+    model = load_checkpoint(model_dir, device, dtype, allow_pickle)
     return greedy.greedy_answers(
         model, tokenizer, prompts_ids, max_new_tokens, batch_size, f"answers {Path(model_dir).name}"
     )
@@ -40,7 +41,8 @@ def resolve_models(paths: list[str]) -> list[tuple[str, str, Path]]:
 
     A run dir (holding `exports/` or `model/`) gives `exports/epoch-<k>` by k, then `model` as
     `final` unless its weights equal the last export's; an HF dir (holding `config.json`) gives
-    itself with no checkpoint name. Labels are the dir names.
+    itself with no checkpoint name, and so does a PEFT adapter dir (adapter_config.json: a LoRA
+    run's adapter, its base named there). Labels are the dir names.
     """
     out = []
     names = [Path(p).name for p in paths]
@@ -60,11 +62,12 @@ def resolve_models(paths: list[str]) -> list[tuple[str, str, Path]]:
             ):
                 found.append((p.name, "final", final))
             out += found
-        elif (p / "config.json").is_file():
+        elif (p / "config.json").is_file() or adapter_dir(p) is not None:
             out.append((p.name, "", p))
         else:
             raise MixsdError(
-                f"{p}: not a run dir (exports/, model/) nor an HF model dir (config.json)"
+                f"{p}: not a run dir (exports/, model/) nor an HF model dir (config.json) "
+                "nor a LoRA adapter dir (adapter_config.json)"
             )
     return out
 
@@ -106,13 +109,27 @@ def check_tokenizers(tokenizer, model_dirs: list[Path], target_sets: list[str]) 
 
 def cpu_params(path, allow_pickle: bool = False) -> dict:
     """`{name: tensor}` of a saved model's parameters, fp32 on CPU (tied weights once)."""
-    model = load_model(path, allow_pickle=allow_pickle)
+    model = load_checkpoint(path, allow_pickle=allow_pickle)
     return {n: p.detach() for n, p in model.named_parameters()}
+
+
+def load_checkpoint(path, device: str = "cpu", dtype: str = "float32", allow_pickle: bool = False):
+    """The eval-mode model of a checkpoint dir: an HF dir (a LoRA run's merged export is one), or
+    an adapter-only export / PEFT adapter dir, its adapter merged into the base its
+    adapter_config.json names (`mixsd.train.lora.load_merged`; safetensors only)."""
+    import torch
+
+    if not (Path(path) / "config.json").is_file() and adapter_dir(Path(path)) is not None:
+        from mixsd.train.lora import load_merged
+
+        model = load_merged(Path(path), allow_pickle)
+        return model.to(device=device, dtype=getattr(torch, dtype)).eval()
+    return load_model(path, device, dtype, allow_pickle)
 
 
 def _weights_digest(d: Path) -> str:
     h = hashlib.sha256()
-    for f in sorted(d.glob("*.safetensors")):
+    for f in sorted(d.rglob("*.safetensors")):  # a LoRA export's adapter/ too
         with f.open("rb") as fh:
             while chunk := fh.read(1 << 24):
                 h.update(chunk)

@@ -74,6 +74,44 @@ class OPSDConfig:
             )
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoRAConfig:
+    """LoRA with PEFT (YAML: a `lora:` mapping; flags `--lora-r` etc.): the base weights stay
+    frozen and a rank-`r` update B A scaled by alpha / r is trained on each target module
+    (`mixsd.train.lora`). r = 0 (the default) is full fine-tuning."""
+
+    r: int = option(0, "LoRA rank (0: full fine-tuning).", flag="--lora-r")
+    alpha: float = option(
+        64.0, "LoRA alpha (the update is scaled by alpha / r).", flag="--lora-alpha"
+    )
+    dropout: float = option(0.05, "LoRA dropout on the adapter's input.", flag="--lora-dropout")
+    target_modules: list[str] = option(
+        LORA_TARGETS,
+        "LoRA: module names to adapt (repeatable; default: attention and MLP projections).",
+        flag="--lora-target-modules",
+    )
+    merge: bool = option(
+        True,
+        "LoRA: export a merged full model beside the adapter.",
+        flag="--merge-lora/--no-merge-lora",
+    )
+
+    def __post_init__(self) -> None:
+        if self.r < 0:
+            raise ValueError(f"option 'lora_r': expected >= 0 (0: full fine-tuning), got {self.r}")
+        if not self.alpha > 0:
+            raise ValueError(f"option 'lora_alpha': expected a positive number, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(
+                f"option 'lora_dropout': expected a number in [0, 1), got {self.dropout}"
+            )
+        if not self.target_modules:
+            raise ValueError("option 'lora_target_modules': give at least one module name")
+
+
 @dataclass
 class TrainConfig:
     """Fine-tuning: `method` nll trains on target sets (MixSD or SFT), opsd is on-policy
@@ -134,6 +172,7 @@ class TrainConfig:
         False, "Load a model whose weights are only pickled (trusted models only)."
     )
     opsd: OPSDConfig | None = None  # --method opsd only
+    lora: LoRAConfig | None = None  # None (or r = 0): full fine-tuning
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -155,6 +194,7 @@ class TrainConfig:
                     raise ValueError(f"option '{f.name}': not used by --method opsd")
             if self.opsd is None or self.opsd.input is None:
                 raise ValueError("option 'input': --method opsd needs the input records (JSONL)")
+        self.lora = _lora_or_none(self.lora)
         self.zero = str(self.zero)
         _one_of(self, "zero", ZERO_STAGES)
         _one_of(self, "schedule", SCHEDULES)
@@ -194,6 +234,19 @@ class TrainConfig:
                 f"per process (batch_size {self.batch_size} / {world} processes)"
             )
         return micro, per_process // micro
+
+
+def _lora_or_none(lora: LoRAConfig | None) -> LoRAConfig | None:
+    """`lora` when it is on (r > 0); None for r = 0, refusing LoRA options without a rank (they
+    would silently train every weight)."""
+    if lora is None or lora.r > 0:
+        return lora
+    for f in fields(LoRAConfig):
+        if f.name != "r" and getattr(lora, f.name) != field_default(f):
+            raise ValueError(
+                f"option 'lora.{f.name}': needs --lora-r > 0 (r = 0 is full fine-tuning)"
+            )
+    return None
 
 
 def _one_of(cfg, name: str, allowed: tuple[str, ...]) -> None:

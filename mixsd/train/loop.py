@@ -115,13 +115,16 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]  # norms and biases
+    params = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]  # norms and biases
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # LoRA has no 1-d weights: an empty group would be dropped by ZeRO-3, the schedule's not
     optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
+        [g for g in groups if g["params"]],
         lr=cfg.lr,
         betas=tuple(cfg.adam_betas),
     )
@@ -185,6 +188,10 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     _check_data(run_dir, data)
     torch.manual_seed(cfg.seed)
     tokenizer, model = _load_model(cfg.model, cfg.allow_pickle)
+    if cfg.lora is not None:
+        from mixsd.train import lora
+
+        model = lora.wrap(model, cfg.lora, cfg.model)
     max_len = cfg.max_len or model.config.max_position_embeddings
     objective = _objective(cfg, tokenizer, max_len, packs_one_row(model), rank)
     total = schedule.total_steps(objective.n_items, cfg.batch_size, cfg.epochs, cfg.steps)
@@ -209,8 +216,18 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     trainer.close()
     model_dir = run_dir / "model"
     if end == total and _rank0_decides(rank == 0 and not model_dir.is_dir(), world):
-        checkpoint.export(backend, tokenizer, model_dir, rank)
+        _export(cfg, backend, tokenizer, model_dir, rank)
     return model_dir
+
+
+def _export(cfg: TrainConfig, backend, tokenizer, out: Path, rank: int) -> None:
+    """The HF dir at `out`; with LoRA the adapter (and the merged model), `lora.export`."""
+    if cfg.lora is None:
+        checkpoint.export(backend, tokenizer, out, rank)
+    else:
+        from mixsd.train import lora
+
+        lora.export(backend, tokenizer, out, rank, cfg.lora.merge)
 
 
 def _rank0_decides(flag: bool, world: int) -> bool:
@@ -310,7 +327,7 @@ class _Trainer:
         cfg, backend, rank = self.cfg, self.backend, self.rank
         if epoch_end and cfg.export_every_epoch:
             out = self.run_dir / "exports" / f"epoch-{epoch + 1}"
-            checkpoint.export(backend, self.tokenizer, out, rank)
+            _export(cfg, backend, self.tokenizer, out, rank)
         if epoch_end and cfg.recall_every_epoch:
             recall = _recall(backend, self.tokenizer, self.objective.recall_examples(), cfg, rank)
             if rank == 0:

@@ -5,7 +5,8 @@ like target rows). For each, the STUDENT (the model being trained, its current w
 `rollouts` continuations of the NAIVE prompt at T=1 with the project's decoding (HF engine, keyed
 randomness: a rollout is a function of (seed, id, rollout, epoch) and the weights, so a resumed run
 samples the same ones). The TEACHER is a frozen copy of the base model that reads the EXPERT
-prompt (the same templates as MixSD). One teacher-forced pass each gives both next-token
+prompt (the same templates as MixSD; with LoRA, the student with its adapter disabled, no second
+copy of the weights). One teacher-forced pass each gives both next-token
 distributions at every rollout token, and the loss is the divergence between them:
 
     loss = sum over rollout tokens of D(student(. | naive, y<t), teacher(. | expert, y<t))
@@ -128,8 +129,27 @@ class OPSD:
         self.methods = answer_methods(cfg.answer_methods, cfg.targets)  # given, else boxed, number
 
     def prepare(self, backend) -> None:
-        """Load the teacher beside the student: same device, same dtype."""
+        """Load the teacher beside the student: same device, same dtype. With LoRA the teacher
+        is the student itself with its adapter disabled (`lora.base_weights`): exactly the
+        frozen base, and no second copy of the weights."""
+        if self.cfg.lora is not None:
+            self.lora_model, self.device = backend.module, backend.device
+            return
         self.load_teacher(backend.device, next(backend.module.parameters()).dtype)
+
+    def teacher_logits(self, batch: Packed) -> torch.Tensor:
+        """The teacher's logits [K, vocab] at `batch`'s target positions, without gradient."""
+        if self.teacher is not None:
+            return packed_logits(self.teacher, batch, self.device)
+        from mixsd.train.lora import base_weights
+
+        model = self.lora_model
+        was_training = model.training
+        model.eval()  # as the separate teacher: no dropout
+        with base_weights(model):
+            logits = packed_logits(model, batch, self.device)
+        model.train(was_training)
+        return logits
 
     def load_teacher(self, device: torch.device, dtype: torch.dtype) -> None:
         """The frozen teacher: the base model (`cfg.model`) again, in eval mode, no gradients."""
@@ -229,7 +249,7 @@ class OPSD:
         opsd = self.opsd
         student = backend.logits(micro.student)[micro.student.example_order()]
         with torch.no_grad():
-            teacher = packed_logits(self.teacher, micro.teacher, self.device)
+            teacher = self.teacher_logits(micro.teacher)
             teacher = teacher[micro.teacher.example_order()].float()
         per_token = divergence(student, teacher, opsd.divergence, opsd.teacher_top_k, opsd.jsd_beta)
         with torch.no_grad():
