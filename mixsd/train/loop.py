@@ -217,6 +217,13 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     model_dir = run_dir / "model"
     if end == total and _rank0_decides(rank == 0 and not model_dir.is_dir(), world):
         _export(cfg, backend, tokenizer, model_dir, rank)
+    if world > 1:
+        # Leave together and close the process group: a process that exits with gloo's threads
+        # still running can abort ("terminate called without an active exception", exit -6)
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     return model_dir
 
 
