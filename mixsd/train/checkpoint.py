@@ -130,17 +130,28 @@ def convert_pickled_rng(tag: str | Path) -> None:
 
 
 def export(backend, tokenizer, out: Path, rank: int) -> None:
-    """A consolidated HF directory at `out` (from_pretrained loads it), written to a temporary
-    name then renamed. ZeRO-3 shards are gathered first; tied embeddings stay tied (the module's
-    own `save_pretrained` writes one copy)."""
+    """A consolidated HF directory at `out` (from_pretrained loads it). Tied embeddings stay tied
+    (the module's own `save_pretrained` writes one copy)."""
+
+    def write(tmp: Path, state: dict) -> None:
+        backend.module.save_pretrained(tmp, state_dict=state)
+        tokenizer.save_pretrained(tmp)
+
+    export_dir(backend, out, rank, write)
+
+
+def export_dir(backend, out: Path, rank: int, write) -> None:
+    """Every process calls it: ZeRO-3 shards are gathered first, then process 0 calls
+    `write(tmp, state)` (state: the full CPU state dict) into a fresh temporary directory, which
+    replaces `out` whole, so a kill never leaves a half-written export under its name."""
     tmp = out.with_name(out.name + ".tmp")
     with backend.full_weights():
         if rank == 0:
             if tmp.exists():
                 shutil.rmtree(tmp)
-            state = {k: v.detach().cpu().clone() for k, v in backend.module.state_dict().items()}
-            backend.module.save_pretrained(tmp, state_dict=state)
-            tokenizer.save_pretrained(tmp)
+            write(
+                tmp, {k: v.detach().cpu().clone() for k, v in backend.module.state_dict().items()}
+            )
     if rank == 0:
         if out.exists():
             shutil.rmtree(out)

@@ -15,8 +15,6 @@ exactly the base model, with no second copy of the weights in memory.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -81,43 +79,34 @@ def merged_state(state: dict[str, torch.Tensor], scaling: float) -> dict[str, to
 
 def export(backend, tokenizer, out: Path, rank: int, merge: bool) -> None:
     """The adapter at `out/adapter/` and, with `merge`, the merged model at `out/` (with the
-    tokenizer in both cases), written under a temporary name then renamed. Every process calls it:
-    ZeRO-3 shards are gathered first."""
+    tokenizer in both cases), through `checkpoint.export_dir` (every process calls it)."""
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from mixsd.train.checkpoint import _barrier
+    from mixsd.train.checkpoint import export_dir
 
-    tmp = out.with_name(out.name + ".tmp")
     module = backend.module
-    with backend.full_weights():
-        if rank == 0:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-            adapter = get_peft_model_state_dict(module, state_dict=state)
-            (tmp / ADAPTER).mkdir(parents=True)
-            save_file(
-                {k: v.contiguous() for k, v in adapter.items()},
-                tmp / ADAPTER / "adapter_model.safetensors",
-                metadata={"format": "pt"},
-            )
-            config = module.peft_config["default"]
-            config.save_pretrained(tmp / ADAPTER)
-            if merge:
-                base = module.get_base_model()
-                merged = merged_state(state, config.lora_alpha / config.r)
-                # tied weights once (named_parameters lists a shared tensor under its first name)
-                names = {n.replace(".base_layer.", ".") for n, _ in base.named_parameters()}
-                names |= {n for n, _ in base.named_buffers()}
-                merged = {k: v for k, v in merged.items() if k in names}
-                base.save_pretrained(tmp, state_dict=merged)
-            tokenizer.save_pretrained(tmp)
-    if rank == 0:
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    _barrier()
+
+    def write(tmp: Path, state: dict) -> None:
+        adapter = get_peft_model_state_dict(module, state_dict=state)
+        (tmp / ADAPTER).mkdir(parents=True)
+        save_file(
+            {k: v.contiguous() for k, v in adapter.items()},
+            tmp / ADAPTER / "adapter_model.safetensors",
+            metadata={"format": "pt"},
+        )
+        config = module.peft_config["default"]
+        config.save_pretrained(tmp / ADAPTER)
+        if merge:
+            base = module.get_base_model()
+            merged = merged_state(state, config.lora_alpha / config.r)
+            # tied weights once (named_parameters lists a shared tensor under its first name)
+            names = {n.replace(".base_layer.", ".") for n, _ in base.named_parameters()}
+            names |= {n for n, _ in base.named_buffers()}
+            base.save_pretrained(tmp, state_dict={k: v for k, v in merged.items() if k in names})
+        tokenizer.save_pretrained(tmp)
+
+    export_dir(backend, out, rank, write)
 
 
 def adapter_dir(path: Path) -> Path | None:

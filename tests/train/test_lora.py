@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from safetensors.torch import load_file
 from mixsd.config import load_config
 from mixsd.train import TrainConfig, run
 
-from .test_train import _losses, assert_same_weights
+from .test_train import _losses, assert_same_weights, two_ranks
 
 
 def _cfg(tiny_model_dir, targets, out, **kw):
@@ -202,16 +201,8 @@ def test_two_ranks_reach_one_process_adapter(zero, tiny_model_dir, sft_set, tmp_
     args = ["--model", tiny_model_dir, "--targets", sft_set, "--out", tmp_path / "mp", "--steps", 4,
             "--batch-size", 6, "--micro-batch-size", 1, "--lr", 3e-3, "--warmup-steps", 2,
             "--zero", zero, "--lora-r", 4, "--lora-alpha", 8, "--lora-dropout", 0]  # fmt: skip
-    if zero == "none":
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node=2", "-m", "mixsd", "train"]  # fmt: skip
-    else:
-        launcher = [sys.executable, "-m", "mixsd", "train", "--nproc", 2]
-        ds_config = tmp_path / "ds.json"
-        cfg = json.loads(open(f"configs/deepspeed/zero{zero}.json").read())
-        cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0
-        ds_config.write_text(json.dumps(cfg))
-        args += ["--deepspeed-config", ds_config]
+    launcher, more = two_ranks(zero, tmp_path)
+    args += more
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for extra in (["--stop-after", "2"], []):
         p = subprocess.run([*map(str, launcher + args + extra)], capture_output=True, text=True,

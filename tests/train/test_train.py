@@ -34,6 +34,21 @@ def assert_same_weights(a: dict, b: dict, lr: float) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=lr, msg=lambda m, k=k: f"{k}: {m}")
 
 
+def two_ranks(zero: str, tmp_path) -> tuple[list, list]:
+    """(command, extra args) of a 2-process `mixsd train`: DDP under torchrun for `--zero none`,
+    else `--nproc 2` with a DeepSpeed config whose ZeRO-3 partitions every tensor (persistence
+    threshold 0, so the gathers really run on the tiny model)."""
+    if zero == "none":
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2", "-m", "mixsd", "train"]  # fmt: skip
+        return launcher, []
+    ds_config = tmp_path / "ds.json"
+    cfg = json.loads(open(f"configs/deepspeed/zero{zero}.json").read())
+    cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    ds_config.write_text(json.dumps(cfg))
+    return [sys.executable, "-m", "mixsd", "train", "--nproc", 2], ["--deepspeed-config", ds_config]
+
+
 def _cfg(tiny_model_dir, targets, out, **kw):
     base = dict(
         model=str(tiny_model_dir), targets=targets, out=out, batch_size=4, lr=3e-3, warmup_steps=2
@@ -239,16 +254,8 @@ def test_two_ranks_match_one_plain_process(zero, tiny_model_dir, sft_set, tmp_pa
     args = ["--model", tiny_model_dir, "--targets", sft_set, "--out", tmp_path / "mp", "--steps", 6,
             "--batch-size", 6, "--micro-batch-size", 1, "--lr", 3e-3, "--warmup-steps", 2,
             "--zero", zero]  # fmt: skip
-    if zero == "none":
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node=2", "-m", "mixsd", "train"]  # fmt: skip
-    else:
-        launcher = [sys.executable, "-m", "mixsd", "train", "--nproc", 2]
-        ds_config = tmp_path / "ds.json"
-        cfg = json.loads(open(f"configs/deepspeed/zero{zero}.json").read())
-        cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0
-        ds_config.write_text(json.dumps(cfg))
-        args += ["--deepspeed-config", ds_config]
+    launcher, more = two_ranks(zero, tmp_path)
+    args += more
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if zero in ("none", "3"):
         p = subprocess.run([*map(str, launcher + args), "--stop-after", "3"],
