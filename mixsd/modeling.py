@@ -115,7 +115,6 @@ def naive_engine(
         max_new_tokens=max_new_tokens,
         max_model_len=max_model_len,
         other_logprobs=False,
-        pad_id=PAD_ID,
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mixsd.errors import MixsdError
 
-MANIFEST = ".manifest.json"  # mixsd.targets.schema.MANIFEST (not imported: that pulls pyarrow)
+MANIFEST = ".manifest.json"  # a target set's manifest (targets.schema imports it from here)
 
 # What marks a folder as an output of each kind: a rerun may resume or rewrite such a folder.
 KINDS = {

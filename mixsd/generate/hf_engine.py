@@ -38,7 +38,7 @@ from mixsd.generate.core import (
 from mixsd.generate.hf_batch import GrowLayer, LiveBatch, Owner
 from mixsd.generate.jobs import Job, Result
 from mixsd.generate.sequence import Decoding
-from mixsd.modeling import left_pad, score_tokens
+from mixsd.modeling import PAD_ID, left_pad, score_tokens
 
 _PREFILL_TOKENS = 16384  # prefill: padded tokens per forward
 _REFILL = 0.25  # admit queued jobs once this fraction of the slots is free (prefill in groups)
@@ -71,7 +71,7 @@ class HFEngine:
         max_new_tokens: int = 512,
         max_model_len: int = 4096,
         other_logprobs: bool = True,
-        pad_id: int = 0,
+        pad_id: int = PAD_ID,
     ):
         from transformers import DynamicCache
 

@@ -21,7 +21,7 @@ from mixsd.errors import MixsdError
 from mixsd.generate.config import GenerateConfig
 from mixsd.generate.core import sequence_key
 from mixsd.generate.jobs import Job, Result
-from mixsd.modeling import PAD_ID, model_eos_ids, resolve_device, resolve_dtype, stop_ids
+from mixsd.modeling import model_eos_ids, resolve_device, resolve_dtype, stop_ids
 from mixsd.progress import Progress
 from mixsd.targets.schema import TargetRow
 
@@ -53,7 +53,7 @@ def _open_engine(cfg: GenerateConfig, stops: list[int]):
 
     device = resolve_device(cfg.device)
     model = load_model(cfg.model, device, resolve_dtype(cfg.dtype, device), cfg.allow_pickle)
-    return HFEngine(model, pad_id=PAD_ID, **common)
+    return HFEngine(model, **common)
 
 
 def provenance(cfg: GenerateConfig, tokenizer, templates, records, stops: list[int]) -> dict:

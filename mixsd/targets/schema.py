@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from mixsd.outputs import MANIFEST as MANIFEST  # defined there: outputs are checked without pyarrow
+
 SCHEMA_VERSION = 1
 
 SCHEMA = pa.schema(
@@ -68,7 +70,6 @@ REQUIRED = ("id", "sample", "attempt", "kind", "prompt_ids", "target_ids", "fini
 META_VERSION = b"mixsd.schema_version"
 META_PROVENANCE = b"mixsd.provenance"
 
-MANIFEST = ".manifest.json"
 LOCK = ".lock"
 NULL_LAM_DIR = "__HIVE_DEFAULT_PARTITION__"
 
