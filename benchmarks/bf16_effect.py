@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mixsd.outputs import MANIFEST
+
 ROOT = Path(__file__).resolve().parents[1]
 FACTS = ROOT / "configs/demo/facts.jsonl"
 
@@ -40,9 +42,9 @@ def mixsd(*args: str) -> float:
 def make_targets(model: str, work: Path) -> dict[str, Path]:
     """The demo's SFT targets (references) and MixSD targets at λ 0.3 (fp32, no retries)."""
     sets = {"sft": work / "targets/sft", "mixsd": work / "targets/mixsd"}
-    if not (sets["sft"] / "manifest.json").is_file():
+    if not (sets["sft"] / MANIFEST).is_file():
         mixsd("targets", "from-references", str(FACTS), "--model", model, "--out", str(sets["sft"]))
-    if not (sets["mixsd"] / "manifest.json").is_file():
+    if not (sets["mixsd"] / MANIFEST).is_file():
         mixsd(
             "generate", "--config", "configs/demo/generate.yaml", "--model", model,
             "--input", str(FACTS), "--out", str(sets["mixsd"]), "--lam", "0.3",
