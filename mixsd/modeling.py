@@ -9,6 +9,8 @@ torch is imported inside the functions that need it: the configs and the CLI imp
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 # Tokens that end an assistant turn in the common chat formats (ChatML, Llama 3, plain LMs).
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>")
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what `resolve_dtype` accepts
+CPU_BF16_ENV = "MIXSD_CPU_BF16"  # "0": "auto" keeps float32 on a bf16 CPU (`cpu_has_bf16`)
 # The one pad id of every engine and scorer. Padding sits under a 0 attention mask with explicit
 # position ids, so its value changes no number (tests/test_modeling.py); it only has to be an id
 # the embedding has, and 0 is one in every vocabulary, with no tokenizer needed (scoring reads
@@ -91,11 +94,42 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def auto_dtype(device: str, cpu_bf16: bool) -> tuple[str, str]:
+    """What "auto" means on `device` (as resolved): (dtype, why). bfloat16 on an accelerator; on
+    the CPU bfloat16 when it multiplies bf16 natively (`cpu_bf16`, see `cpu_has_bf16`), 2.5-3x
+    the fp32 matmul throughput there, else float32 (emulated bf16 is slower than fp32)."""
+    if device != "cpu":
+        return "bfloat16", device
+    if cpu_bf16:
+        return "bfloat16", "CPU has AVX-512 BF16"
+    return "float32", f"CPU without native bf16 matmuls, or {CPU_BF16_ENV}=0"
+
+
+def cpu_has_bf16() -> bool:
+    """Does this CPU multiply bf16 natively? AVX512_BF16, which every CPU with AMX-BF16 has too
+    (Intel Cooper Lake and Sapphire Rapids on, AMD Zen 4 on). Not
+    `torch.ops.mkldnn._is_mkldnn_bf16_supported()`: oneDNN's test is "AVX-512 core", true on
+    Skylake-X too, where bf16 is emulated by conversions. `CPU_BF16_ENV`=0 answers no (the tests
+    set it: they compare engines and runs bit for bit in float32)."""
+    import os
+
+    import torch
+
+    return os.environ.get(CPU_BF16_ENV) != "0" and torch.cpu._is_avx512_bf16_supported()
+
+
 def resolve_dtype(dtype: str, device: str) -> str:
-    """ "auto" is float32 on the CPU and bfloat16 on an accelerator (`device` as resolved)."""
+    """`dtype`, or for "auto" `auto_dtype` on `device` (as resolved), said once on stderr."""
     if dtype != "auto":
         return dtype
-    return "float32" if device == "cpu" else "bfloat16"
+    chosen, why = auto_dtype(device, device == "cpu" and cpu_has_bf16())
+    _say_once(f"dtype auto -> {chosen} ({why})")
+    return chosen
+
+
+@functools.cache
+def _say_once(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 # ---- decoding -------------------------------------------------------------------------------------

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+from mixsd.modeling import CPU_BF16_ENV
+
+# "auto" stays float32 on a bf16 CPU for the whole session, subprocesses included (the CLI runs,
+# the DeepSpeed ranks inherit the environment): tests compare engines, ranks and resumed runs bit
+# for bit, and assert numbers computed in float32. tests/test_modeling.py covers the bf16 choice.
+os.environ[CPU_BF16_ENV] = "0"
 
 # Tiny models are latency-bound: one intra-op thread is as fast and leaves the other core to
 # the second rank of the multi-process (DeepSpeed) tests.

@@ -12,7 +12,9 @@ from mixsd.generate.core import Sampling, sequence_key
 from mixsd.generate.hf_engine import HFEngine
 from mixsd.generate.jobs import Job
 from mixsd.modeling import (
+    CPU_BF16_ENV,
     PAD_ID,
+    auto_dtype,
     declared_eos,
     naive_engine,
     resolve_device,
@@ -133,18 +135,52 @@ def test_the_pad_value_changes_no_number(tiny_model):
     assert runs[0] == runs[1]
 
 
-def test_auto_device_and_dtype():
-    """auto: cuda when visible, else cpu; bfloat16 off the CPU, float32 on it; explicit wins."""
+def test_auto_device():
+    """auto: cuda when visible, else cpu; asking for cuda without one is an error."""
     want = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto") == want and resolve_device("cpu") == "cpu"
-    assert resolve_dtype("auto", "cpu") == "float32"
-    assert resolve_dtype("auto", "cuda") == resolve_dtype("auto", "cuda:1") == "bfloat16"
-    assert resolve_dtype("float16", "cpu") == "float16"
     if not torch.cuda.is_available():
         from mixsd.errors import MixsdError
 
         with pytest.raises(MixsdError, match="no CUDA device is visible"):
             resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize(
+    "device, cpu_bf16, want",
+    [
+        ("cpu", True, "bfloat16"),  # native bf16 matmuls: bf16
+        ("cpu", False, "float32"),  # none: fp32 (emulated bf16 is slower)
+        ("cuda", False, "bfloat16"),  # an accelerator: bf16, whatever the CPU
+        ("cuda:1", True, "bfloat16"),
+    ],
+)
+def test_auto_dtype(device, cpu_bf16, want):
+    assert auto_dtype(device, cpu_bf16)[0] == want
+
+
+def test_resolve_dtype_explicit_wins_and_auto_is_said_once(monkeypatch, capsys):
+    import mixsd.modeling as modeling
+
+    for dtype in ("float32", "bfloat16", "float16"):
+        assert resolve_dtype(dtype, "cpu") == resolve_dtype(dtype, "cuda") == dtype
+    assert capsys.readouterr().err == ""  # explicit: nothing to say
+    modeling._say_once.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.delenv(CPU_BF16_ENV)
+    assert resolve_dtype("auto", "cpu") == resolve_dtype("auto", "cpu") == "bfloat16"
+    assert capsys.readouterr().err == "dtype auto -> bfloat16 (CPU has AVX-512 BF16)\n"
+    monkeypatch.setenv(CPU_BF16_ENV, "0")  # the tests' pin (tests/conftest.py)
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("auto", "cuda") == "bfloat16"  # the CPU check is not asked off the CPU
+    assert capsys.readouterr().err.splitlines() == [
+        f"dtype auto -> float32 (CPU without native bf16 matmuls, or {CPU_BF16_ENV}=0)",
+        "dtype auto -> bfloat16 (cuda)",
+    ]
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.delenv(CPU_BF16_ENV)
+    modeling._say_once.cache_clear()
+    assert resolve_dtype("auto", "cpu") == "float32"
 
 
 def test_naive_engine_stops_where_the_model_ends_a_turn(tiny_model, tiny_tokenizer):

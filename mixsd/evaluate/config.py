@@ -49,7 +49,9 @@ class EvaluateConfig:
         0.0, "First peak: accuracy points a next gain may have (mixed targets: 5)."
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
-    dtype: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+    dtype: str = option(
+        "auto", "auto (bf16 on GPU or a bf16 CPU, else fp32), float32, bfloat16, float16."
+    )
     allow_pickle: bool = option(
         False, "Load a model whose weights are only pickled (trusted models only)."
     )

@@ -79,6 +79,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
             for kind in ("memorization", "suites")
         },
         "config": to_dict(cfg),
+        "dtype": dtype,  # the precision every model ran in (the config's "auto" resolved)
         "incomplete_targets": incomplete,  # --allow-incomplete: the sets' missing pieces
     }
     _write_jsonl(out / "predictions.jsonl", answer.predictions)

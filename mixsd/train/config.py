@@ -159,7 +159,9 @@ class TrainConfig:
         False, "nll: train on what an incomplete target set holds (recorded in the metrics)."
     )
     gradient_checkpointing: bool = option(False, "Recompute activations in backward.")
-    dtype: str = option("auto", "auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16.")
+    dtype: str = option(
+        "auto", "auto (bf16 autocast on GPU or a bf16 CPU, else fp32) | float32 | bfloat16."
+    )
     recall_every_epoch: bool = option(False, "Closed-book greedy recall per epoch.")
     recall_limit: int = option(256, "Training questions the recall hook asks.")
     recall_max_new_tokens: int = option(64, "Answer length cap of the recall hook.")

@@ -141,6 +141,10 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
     else:
         from mixsd.train.backends import DeepSpeedBackend, deepspeed_config
 
+        # DeepSpeed's bf16 casts the module to bf16 (fp32 only in the optimizer's master copy).
+        # On the CPU, mixed precision is the plain backend's instead: bf16 autocast over fp32
+        # weights, which keeps norms, softmax and the loss in fp32.
+        cpu_autocast = bf16 and not torch.cuda.is_available()
         ds = deepspeed_config(
             cfg.deepspeed_config,
             int(cfg.zero),
@@ -148,9 +152,11 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
             micro=micro,
             accumulation=accumulation,
             grad_clip=cfg.grad_clip,
-            bf16=bf16,
+            bf16=bf16 and not cpu_autocast,
         )
-        backend = DeepSpeedBackend(model, optimizer, scheduler, ds, world, cfg.allow_pickle)
+        backend = DeepSpeedBackend(
+            model, optimizer, scheduler, ds, world, cfg.allow_pickle, cpu_autocast
+        )
     return backend, micro, accumulation
 
 
@@ -283,7 +289,9 @@ class _Trainer:
         if self.rank == 0:
             checkpoint.trim_metrics(self.metrics, start)
             data = {**vars(self.objective.stats), "examples": self.objective.n_items}
-            self.log({"event": "data", "step": start, **data})
+            # the precision the steps run in ("auto" resolved; bfloat16 is autocast over fp32)
+            dtype = resolve_dtype(self.cfg.dtype, resolve_device())
+            self.log({"event": "data", "step": start, "dtype": dtype, **data})
         self.backend.module.train()
         return start
 
