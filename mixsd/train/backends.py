@@ -40,12 +40,12 @@ class Plain:
 
     def loss_sum(self, batch: Packed) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return packed_loss_sum(self.forward, batch, self.device)
+            return packed_loss_sum(self.module, batch, self.device, self.forward)
 
     def logits(self, batch: Packed) -> torch.Tensor:
         """fp32 logits [K, vocab] at the batch's target positions (`packing.packed_logits`)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return packed_logits(self.forward, batch, self.device)
+            return packed_logits(self.module, batch, self.device, self.forward)
 
     def micro_step(self, boundary: bool):
         """Context for one micro-step's forward and backward: DDP all-reduces only at the
@@ -135,11 +135,11 @@ class DeepSpeedBackend:
 
     def loss_sum(self, batch: Packed) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_autocast):
-            return packed_loss_sum(self.engine, batch, self.device)
+            return packed_loss_sum(self.module, batch, self.device, self.engine)
 
     def logits(self, batch: Packed) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_autocast):
-            return packed_logits(self.engine, batch, self.device)
+            return packed_logits(self.module, batch, self.device, self.engine)
 
     def micro_step(self, boundary: bool):
         return contextlib.nullcontext()  # the engine knows its accumulation boundaries

@@ -14,12 +14,17 @@ Two layouts, because attention costs differ:
   and eager attention, which compute the whole row x row score matrix, masked or not. Rows are
   ~95% real tokens on typical length spreads, against ~40-50% for padding to the longest.
 
-Logits are computed only at the columns where some row predicts a target token (`logits_to_keep`),
-which skips most of the LM head on prompt tokens.
+Logits are computed only where a target token is predicted: the final hidden states at those K
+(row, column) positions are gathered before the LM head, so it makes [K, vocab] logits instead of
+[rows, width, vocab]. With a 49k vocabulary the head and its fp32 cross-entropy are a fifth of a
+small model's compute and most of its activation memory; prompt tokens and row-end padding skip
+both. (`logits_to_keep` cannot do this: it keeps the same columns in every row, and in packed rows
+nearly every column predicts a target in some row.)
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,13 +35,12 @@ from mixsd.train.data import Example
 
 @dataclass
 class Packed:
-    """Packed rows. `input_ids`, `position_ids` [rows, width]; `keep` [C] columns whose logits are
-    computed; target k is predicted at row `row[k]`, column `keep[col[k]]`, is `targets[k]` and
-    belongs to example `seq[k]` (targets of one example are consecutive and in order)."""
+    """Packed rows. `input_ids`, `position_ids` [rows, width]; target k is predicted at row
+    `row[k]`, column `col[k]`, is `targets[k]` and belongs to example `seq[k]` (targets of one
+    example are consecutive and in order)."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
-    keep: torch.Tensor
     row: torch.Tensor
     col: torch.Tensor
     targets: torch.Tensor
@@ -106,35 +110,51 @@ def pack(examples: list[Example], one_row: bool = False) -> Packed:
             seq.append(np.full(len(cols), i))
             start += n
         pos[r, start:] = np.arange(width - start)
-    at_col_all = np.concatenate(at_col)
-    keep = np.unique(at_col_all)
     return Packed(
         input_ids=torch.from_numpy(ids),
         position_ids=torch.from_numpy(pos),
-        keep=torch.from_numpy(keep),
         row=torch.from_numpy(np.concatenate(at_row)),
-        col=torch.from_numpy(np.searchsorted(keep, at_col_all)),
+        col=torch.from_numpy(np.concatenate(at_col)),
         targets=torch.from_numpy(np.concatenate(targets).astype(np.int64)),
         seq=torch.from_numpy(np.concatenate(seq)),
         n_real=sum(len(e.ids) for e in examples),
     )
 
 
-def packed_logits(model, batch: Packed, device: torch.device) -> torch.Tensor:
+@contextlib.contextmanager
+def head_at(model, row: torch.Tensor, col: torch.Tensor):
+    """Context in which `model`'s LM head (an HF causal LM's output embeddings) sees only the final
+    hidden states at (`row[k]`, `col[k]`): [rows, width, hidden] -> [K, hidden], so the model's
+    logits come out [K, vocab]. A forward pre-hook, so the forward still runs through whatever
+    wraps the model (DDP, a DeepSpeed engine, PEFT)."""
+
+    def gather(module, args):
+        return (args[0][row, col], *args[1:])
+
+    handle = model.get_output_embeddings().register_forward_pre_hook(gather)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def packed_logits(model, batch: Packed, device: torch.device, forward=None) -> torch.Tensor:
     """fp32 logits [K, vocab] of `model` (an HF causal LM) at the positions predicting the batch's
-    K target tokens, in packed order."""
-    out = model(
-        input_ids=batch.input_ids.to(device),
-        position_ids=batch.position_ids.to(device),
-        logits_to_keep=batch.keep.to(device),
-        use_cache=False,
-    )
-    return out.logits[batch.row.to(device), batch.col.to(device)].float()
+    K target tokens, in packed order; `forward` (default `model`) is what runs it: a DDP or
+    DeepSpeed wrapper of `model`."""
+    with head_at(model, batch.row.to(device), batch.col.to(device)):
+        out = (forward or model)(
+            input_ids=batch.input_ids.to(device),
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+        )
+    return out.logits.float()
 
 
-def packed_loss_sum(model, batch: Packed, device: torch.device) -> torch.Tensor:
-    """Summed NLL (fp32 scalar) of the batch's target tokens under `model` (an HF causal LM)."""
-    logits = packed_logits(model, batch, device)
+def packed_loss_sum(model, batch: Packed, device: torch.device, forward=None) -> torch.Tensor:
+    """Summed NLL (fp32 scalar) of the batch's target tokens under `model` (an HF causal LM; see
+    `packed_logits` for `forward`)."""
+    logits = packed_logits(model, batch, device, forward)
     return torch.nn.functional.cross_entropy(logits, batch.targets.to(device), reduction="sum")
 
 

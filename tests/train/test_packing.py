@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -26,7 +28,7 @@ def test_one_row_layout():
     assert b.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3]]
     assert b.input_ids[0].tolist() == exs[0].ids.tolist() + exs[1].ids.tolist()
     # Targets are ids[3:] of each sequence, predicted from the previous column of the same one.
-    assert b.keep[b.col].tolist() == [2, 3, 7]
+    assert b.row.tolist() == [0, 0, 0] and b.col.tolist() == [2, 3, 7]
     assert b.targets.tolist() == [*exs[0].ids[3:].tolist(), exs[1].ids[3]]
     assert b.n_real == b.n_slots == 9
 
@@ -54,6 +56,30 @@ def test_packed_loss_equals_per_sequence_loss(tiny_model, one_row):
                 logits[e.n_prompt - 1 : -1], ids[e.n_prompt :], reduction="sum"
             )
     torch.testing.assert_close(packed, ref, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("one_row", [True, False])
+def test_target_position_logits_equal_full_logits(tiny_model, one_row):
+    """Gathering the hidden states at target positions before the LM head gives the loss and the
+    gradients of the full [rows, width, vocab] logits indexed afterwards, and leaves no hook."""
+    exs = _examples([7, 12, 4, 9, 3])
+    b = pack(exs, one_row)
+    model = copy.deepcopy(tiny_model)
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    gathered = packed_loss_sum(model, b, torch.device("cpu"))
+    g_gathered = grads(gathered)
+    full = model(input_ids=b.input_ids, position_ids=b.position_ids, use_cache=False).logits
+    assert full.shape[:2] == b.input_ids.shape  # the hook is gone after the call
+    ref = torch.nn.functional.cross_entropy(full[b.row, b.col], b.targets, reduction="sum")
+    g_ref = grads(ref)
+    torch.testing.assert_close(gathered, ref, rtol=1e-5, atol=0)
+    for a, r in zip(g_gathered, g_ref, strict=True):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-7)
 
 
 def test_no_attention_across_sequences(tiny_model):
