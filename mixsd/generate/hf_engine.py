@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ from mixsd.generate.jobs import Job, Result
 from mixsd.generate.sequence import Decoding
 from mixsd.modeling import PAD_ID, left_pad, score_tokens
 
+GQA_SDPA = "gqa_sdpa"  # the attention function `HFEngine` decodes with on CPU (`gqa_attention`)
 _PREFILL_TOKENS = 16384  # prefill: padded tokens per forward
 _REFILL = 0.25  # admit queued jobs once this fraction of the slots is free (prefill in groups)
 
@@ -51,6 +53,52 @@ def _rows(seq: Decoding) -> list[tuple[list[int], bool, bool]]:
     return [
         (seq.context(r), r == Role.EXPERT or solo, r == Role.NAIVE or solo) for r in seq.roles()
     ]
+
+
+def _gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """transformers' sdpa attention without its copy of the KV heads: query `[R, heads, q, d]`,
+    key/value `[R, kv_heads, L, d]`, attention_mask bool `[R, 1, q, L]` or None (no padding and
+    causal); returns `[R, q, heads, d]`.
+
+    transformers hands grouped-query attention to SDPA's `enable_gqa` only without a mask, and
+    the engine always has one (left padding), so it repeats every layer's whole cache
+    (`repeat_kv`) at every step: on SmolLM2 (9 heads, 3 KV heads) a tenth of a CPU decoding step.
+    SDPA's CPU kernel reads the shared heads in place and gives the same numbers."""
+    out = F.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=attention_mask,
+        dropout_p=dropout,
+        scale=scaling,
+        is_causal=attention_mask is None and query.shape[2] > 1,
+        enable_gqa=True,
+    )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_gqa_sdpa() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(GQA_SDPA, _gqa_sdpa)
+    AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
+
+
+@contextmanager
+def gqa_attention(model):
+    """Run `model` with `_gqa_sdpa` while inside: on CPU, where the model uses transformers'
+    sdpa (the default); elsewhere unchanged (CUDA's fused kernels refuse a mask with GQA, so
+    transformers' repeat is the fast path there)."""
+    if model.device.type != "cpu" or model.config._attn_implementation != "sdpa":
+        yield
+        return
+    _register_gqa_sdpa()
+    model.set_attn_implementation(GQA_SDPA)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation("sdpa")
 
 
 class HFEngine:
@@ -103,7 +151,7 @@ class HFEngine:
         pending: list[tuple[Decoding, str]] = []  # lam 0/1 sequences awaiting the other log-probs
         state = logits = None
         refill = max(1, int(self.batch_size * _REFILL))
-        with torch.inference_mode():
+        with torch.inference_mode(), gqa_attention(self.model):
             while queue or live:
                 if queue and (len(live) == 0 or self.batch_size - len(live) >= refill):
                     new = []

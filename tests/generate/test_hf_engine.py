@@ -212,3 +212,32 @@ def test_common_random_numbers_across_lambda(tiny_model, prompts):
         assert all(
             a <= b for a, b in zip(low, high, strict=False)
         )  # naive steps at 0.3 are naive at 0.5
+
+
+def test_gqa_attention_changes_no_number(prompts, monkeypatch):
+    """On a grouped-query model (4 heads, 2 KV heads) the engine's `_gqa_sdpa` gives the very
+    tokens and log-probs of transformers' own sdpa (which repeats the KV heads)."""
+    import contextlib
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mixsd.generate import hf_engine
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa",
+    )  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    jobs = make_jobs(prompts, [0.0, 0.5, 1.0])
+    seen = []
+    model.register_forward_hook(lambda m, a, o: seen.append(m.config._attn_implementation))
+    gqa = run(model, jobs)
+    assert set(seen) == {hf_engine.GQA_SDPA} and model.config._attn_implementation == "sdpa"
+    monkeypatch.setattr(hf_engine, "gqa_attention", lambda model: contextlib.nullcontext())
+    plain = run(model, jobs)
+    assert len(plain) == 18 and all(len(r.target_ids) > 0 for r in plain.values())
+    for tag, r in plain.items():
+        assert (gqa[tag].target_ids, gqa[tag].expert_logprob, gqa[tag].naive_logprob) == (
+            r.target_ids, r.expert_logprob, r.naive_logprob,
+        )  # fmt: skip
