@@ -33,6 +33,8 @@ from mixsd.generate.sequence import Decoding
 from mixsd.generate.vllm_pairs import Member
 
 log = logging.getLogger(__name__)
+MAX_PREFILL = 16384  # prompt tokens one step may admit (see EnginePlan.prefill_tokens)
+CPU_BLOCK_SIZE = 32  # vLLM's CPU attention prefers multiples of 32
 CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM 0.32 CPU_ATTN
 PROCESSORS = {
     "v2": "mixsd.generate.vllm_processor:MixsdProcessorV2",
@@ -48,8 +50,13 @@ class EnginePlan:
     max_model_len: the requested length clamped to the model's `max_position_embeddings`;
     eager: `enforce_eager` (CUDA graphs / torch.compile off: start-up in seconds, not minutes);
     pairs: pairs in flight (`max_num_seqs` is twice that); prefill_tokens: the prompt tokens the
-    engine admits before one step, the scheduler's room next to a full decode batch (two prompts
-    of `max_model_len`: any pair prefills in one step); cpu_kv_cache_gib: the KV cache on CPU.
+    engine admits before one step, the scheduler's room next to a full decode batch (at least two
+    prompts of `max_model_len`, so any pair prefills in one step, and room for every pair's two
+    prompts up to `MAX_PREFILL` tokens, so a run's first step admits a full batch of usual
+    prompts; a budget tied to `max_model_len` alone admitted ~6 pairs a step at 512);
+    cpu_kv_cache_gib: the KV cache on CPU; block_size: KV-cache block tokens (None: vLLM's
+    default), 32 on CPU where vLLM's is 128: prefix caching shares whole blocks only, and the
+    template preamble the prompts of a set share is shorter than 128 tokens.
     """
 
     platform: str
@@ -59,6 +66,7 @@ class EnginePlan:
     pairs: int
     prefill_tokens: int
     cpu_kv_cache_gib: int
+    block_size: int | None = None
 
     @property
     def max_num_seqs(self) -> int:
@@ -128,8 +136,10 @@ def plan_engine(
         )
         max_model_len = limit
     eager = platform == "cpu" if eager is None else eager
+    prefill = max(2 * max_model_len, min(pairs * 2 * max_model_len, MAX_PREFILL))
+    block = CPU_BLOCK_SIZE if platform == "cpu" else None
     return EnginePlan(
-        platform, runner, max_model_len, eager, pairs, 2 * max_model_len, cpu_kv_cache_gib
+        platform, runner, max_model_len, eager, pairs, prefill, cpu_kv_cache_gib, block
     )
 
 
@@ -199,6 +209,7 @@ def open_llm(
             enable_batch_sharded_sampling=False,
             logits_processors=[PROCESSORS[plan.runner]],
             load_format=load_format,
+            block_size=plan.block_size,
         )
     return llm, plan
 
@@ -232,10 +243,14 @@ def vllm_platform() -> str:
 
 
 def pick_sentinels(vocab_size: int, stop_ids) -> tuple[int, int]:
-    """Two token ids (expert's, naive's) that mark a diverged pair: the highest ids that are not
-    real stop ids (usually unused padding rows of the vocabulary)."""
-    free = [t for t in range(vocab_size - 1, -1, -1) if t not in stop_ids][:2]
-    return free[0], free[1]
+    """Two distinct token ids (expert's, naive's) that mark a diverged pair: the real stop ids
+    first, then the highest other ids (usually unused padding rows of the vocabulary). A diverged
+    pair ends on two different tokens, a real stop on the same one; so when the mixing picks a
+    real stop id that is a sentinel, the sequence simply stops, with no resubmission (the highest
+    ids of a tiny vocabulary used to be picked for real 9 to 25 times a run)."""
+    free = [t for t in range(vocab_size - 1, -1, -1) if t not in stop_ids]
+    ids = [*sorted(stop_ids), *free][:2]
+    return ids[0], ids[1]
 
 
 @dataclass
@@ -308,22 +323,37 @@ class VLLMEngine:
             while queue or scores or live:
                 self._admit(engine, live, queue, scores)
                 self.stats["steps"] += 1
-                for out in engine.step():
+                with self._stance():
+                    outs = engine.step()
+                for out in outs:
                     if out.finished:
                         yield from self._collect(live.pop(out.request_id), out, queue, scores)
         finally:  # abandoned early (an error downstream): free the engine for the next call
             if live:
                 engine.abort_request(list(live))
 
+    def _stance(self):
+        """Eager mode runs vLLM's few `torch.compile`d helpers (the sampled token's log-prob rank)
+        eagerly too: compiling them cost the first step of a run 2.25 s on CPU."""
+        if not self.plan.eager:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.compiler.set_stance("force_eager")
+
     def _admit(self, engine, live: dict, queue: deque, scores: deque) -> None:
         """Fill free slots: scoring passes, then queued sequences (resumed ones are in front)
-        while their prompts fit one step's `prefill_tokens`."""
+        while their prompts fit one step's `prefill_tokens` (scoring passes count too)."""
         room, tokens = self.plan.max_num_seqs - len(live), 0
         while scores and room > 0:
-            seq, reason, ctx = scores.popleft()
+            seq, reason, ctx = scores[0]
+            need = len(ctx) + len(seq.tokens)
+            if tokens and tokens + need > self.plan.prefill_tokens:
+                return
+            scores.popleft()
             rid = self._add(engine, ctx + seq.tokens, self._score_params(), 0)
             live[rid] = _Request(seq, [None], 0, reason, len(ctx))
-            room -= 1
+            room, tokens = room - 1, tokens + need
         while queue and len(queue[0].roles()) <= room:
             reqs = self.requests(queue[0])
             need = sum(len(ids) for ids, _ in reqs)
@@ -386,7 +416,7 @@ class VLLMEngine:
         from vllm.sampling_params import RequestOutputKind
 
         pair, solo, offset = next(self._pair_ids), seq.solo is not None, len(seq.tokens)
-        stops = self.stop_ids + ([] if solo else list(self.sentinels))
+        stops = self.stop_ids if solo else sorted({*self.stop_ids, *self.sentinels})
         out = []
         for role in seq.roles():
             member = Member(
@@ -431,6 +461,7 @@ class VLLMEngine:
                 )
             return None
         last = ids[0][-1] if ids[0] else None
-        if last in self.sentinels and outs[0].finish_reason == "stop" and seq.solo is None:
+        made_up = last in self.sentinels and last not in self.stop_ids
+        if made_up and outs[0].finish_reason == "stop" and seq.solo is None:
             return None if len(seq.tokens) < seq.limit else "length"  # a sentinel picked for real
         return "stop" if outs[0].finish_reason == "stop" else "length"

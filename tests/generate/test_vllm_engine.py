@@ -65,10 +65,10 @@ def test_requests_carry_pair_arguments_adjacently(monkeypatch, tiny_model):
     ]
     assert priority == (0,) * 5
     s_e, s_n = engine.sentinels
-    assert (s_e, s_n) == (tiny_model.config.vocab_size - 1, tiny_model.config.vocab_size - 2)
+    assert (s_e, s_n) == (2, 9)  # the real stop ids (STOPS): a divergence adds no stop token
     for role, p in enumerate(params[:2]):  # the mixed pair, expert first
         assert (p.n, p.temperature, p.logprobs, p.max_tokens) == (1, 0.0, 0, 12)
-        assert p.stop_token_ids == [2, 9, s_e, s_n] and p.ignore_eos and not p.detokenize
+        assert p.stop_token_ids == [2, 9] and p.ignore_eos and not p.detokenize
         assert p.extra_args == {
             "mixsd": {
                 "pair": params[0].extra_args["mixsd"]["pair"],
@@ -124,26 +124,31 @@ def test_an_abandoned_generate_leaves_the_engine_clean(monkeypatch, tiny_model):
 
 
 def test_settling_divergences_sentinel_tokens_and_stalls(monkeypatch):
-    engine = engine_with(monkeypatch, canned(), max_stalls=2)
+    monkeypatch.setattr(vllm_engine, "open_llm", fake_open_llm(canned()))
+    engine = VLLMEngine("model-dir", SAMPLING, [2], batch_size=4, max_new_tokens=12, max_stalls=2)
     s_e, s_n = engine.sentinels
-    assert (s_e, s_n) == (99, 98)
+    assert (s_e, s_n) == (2, 99)  # the one stop id, then the highest other id
     seq = Decoding.open(Job(1, 0.5, [1], [2], "t"), engine.max_new_tokens, engine.max_model_len)
     assert (
         engine._settle(seq, [completion([4, 5, s_e], "stop"), completion([4, s_n], "stop")]) is None
     )
     assert seq.tokens == [4] and engine.stats["divergences"] == 1
-    # a sentinel the mixing really picked: both requests stopped on it; keep it and go on
+    # a made-up sentinel the mixing really picked: both requests stopped on it; keep it, go on
     assert engine._settle(seq, [completion([6, s_n], "stop")] * 2) is None
     assert seq.tokens == [4, 6, s_n] and seq.expert_logprob == seq.naive_logprob == [-0.5] * 3
-    assert engine._settle(seq, [completion([2], "stop")] * 2) == "stop"
+    # a real stop id that is a sentinel too, picked by the mixing on both: a plain stop
+    assert engine._settle(seq, [completion([s_e], "stop")] * 2) == "stop"
+    assert seq.tokens == [4, 6, s_n, s_e] and engine.stats["divergences"] == 1
     stuck = Decoding.open(Job(2, 0.5, [1], [2], "stuck"), 12, engine.max_model_len)
     with pytest.raises(MixsdError, match="diverged 3 times"):
         for _ in range(3):
             engine._settle(stuck, [completion([s_e], "stop"), completion([3, s_n], "stop")])
 
 
-def test_sentinels_avoid_stop_ids():
-    assert pick_sentinels(10, {9, 7}) == (8, 6)
+def test_sentinels_are_the_stop_ids_then_the_highest_others():
+    assert pick_sentinels(10, {9, 7}) == (7, 9)
+    assert pick_sentinels(10, {3}) == (3, 9)
+    assert pick_sentinels(10, set()) == (9, 8)
 
 
 def test_missing_vllm_is_a_clear_error(monkeypatch):
@@ -160,10 +165,11 @@ LLAMA = {"hidden_size": 128, "num_attention_heads": 2, "max_position_embeddings"
 
 def test_cpu_plan_v1_runner_eager_and_clamped_length(caplog):
     plan = plan_engine(LLAMA, "cpu", max_model_len=4096)
+    # a full batch of usual prompts prefills in one step: 128 pairs x 2 x 2048, capped
     assert plan == EnginePlan(
-        "cpu", "v1", 2048, True, pairs=128, prefill_tokens=4096, cpu_kv_cache_gib=4
+        "cpu", "v1", 2048, True, 128, prefill_tokens=16384, cpu_kv_cache_gib=4, block_size=32
     )
-    assert (plan.max_num_seqs, plan.max_num_batched_tokens) == (256, 256 + 4096)
+    assert (plan.max_num_seqs, plan.max_num_batched_tokens) == (256, 256 + 16384)
     assert plan.environ() == {
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         "VLLM_USE_V2_MODEL_RUNNER": "0",
@@ -181,9 +187,11 @@ def test_cpu_plan_v1_runner_eager_and_clamped_length(caplog):
         pairs=4,
         cpu_kv_cache_gib=2,
     )
-    assert small == EnginePlan("cpu", "v1", 512, False, 4, 1024, 2)
+    assert small == EnginePlan("cpu", "v1", 512, False, 4, 4 * 2 * 512, 2, 32)
     cuda = plan_engine(LLAMA, "cuda", device="cuda:0")
-    assert cuda == EnginePlan("cuda", "v2", 2048, False, 128, 4096, 4)
+    assert cuda == EnginePlan("cuda", "v2", 2048, False, 128, 16384, 4, None)
+    huge = plan_engine({**LLAMA, "max_position_embeddings": 32768}, "cuda", max_model_len=32768)
+    assert huge.prefill_tokens == 2 * 32768  # at least one pair of the longest prompts
     assert cuda.environ() == {
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         "VLLM_USE_V2_MODEL_RUNNER": "1",

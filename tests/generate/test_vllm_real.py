@@ -11,7 +11,6 @@ in the subprocess it kills.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import subprocess
 import sys
@@ -155,10 +154,12 @@ def test_limits_and_prompts_too_long(vllm, tiny_model, jobs, stops):
     assert got["closed"].expert_logprob is None and got[("p", 0, 0, 0.0)].naive_logprob is None
 
 
-def test_real_divergences_are_counted_and_leave_targets_unchanged(vllm, tiny_model):
-    """Long prompts. Admitted within vLLM's token budget, every pair starts in one step: no
-    divergence. Admitted all at once (an admission budget far above vLLM's), the real scheduler
-    splits pairs across steps; the engine resumes them and the targets do not move."""
+def test_real_pairs_admitted_within_the_budget_never_diverge(vllm, tiny_model):
+    """Long prompts, admitted within the plan's budget (room for every pair's two prompts): every
+    pair starts in one step, no divergence, and the targets equal the transformers engine's.
+    (Divergences and resumption are driven by the simulator in test_vllm_engine.py: with this
+    plan the real scheduler never splits a pair, and a second engine in one process breaks
+    vLLM's process-wide parallel state for the tests after it.)"""
     jobs = [
         Job(sequence_key(0, f"d{i}", 0, 0), 0.5, [3 + i] * (80 + 7 * i), [4 + i] * (120 + 5 * i), i)
         for i in range(24)
@@ -166,12 +167,7 @@ def test_real_divergences_are_counted_and_leave_targets_unchanged(vllm, tiny_mod
     ref = decode(hf(tiny_model, max_new_tokens=12), jobs)
     engine = like(vllm, max_new_tokens=12)
     assert_same(ref, decode(engine, jobs))
-    assert engine.stats["divergences"] == 0
-    engine = like(vllm, max_new_tokens=12)
-    engine.plan = dataclasses.replace(engine.plan, prefill_tokens=10**6)
-    assert_same(ref, decode(engine, jobs))
-    assert engine.stats["divergences"] > 0
-    assert engine.stats["resubmissions"] == engine.stats["divergences"]
+    assert engine.stats["divergences"] == engine.stats["resubmissions"] == 0
 
 
 # ---- the runner on the real engine: rejection sampling, shards, resume after kill -9 ----
