@@ -27,11 +27,10 @@ def greedy_answers(
     engine = naive_engine(
         model, tokenizer, Sampling(temperature=0.0), batch_size, max_new_tokens, limit
     )
-    # Shortest prompts first: the engine admits jobs in order, so neighbours in a batch have
-    # similar lengths and left padding wastes little; results come back by tag, in any order.
-    order = sorted(range(len(prompts_ids)), key=lambda i: len(prompts_ids[i]))
-    jobs = [Job(key=0, lam=1.0, naive_ids=prompts_ids[i], expert_ids=None, tag=i) for i in order]
-    texts = [""] * len(prompts_ids)
+    jobs = [
+        Job(key=0, lam=1.0, naive_ids=p, expert_ids=None, tag=i) for i, p in enumerate(prompts_ids)
+    ]
+    texts = [""] * len(jobs)
     with Progress(desc or "", len(jobs), "q", enabled=desc is not None) as bar:
         for result in engine.generate(jobs):
             texts[result.tag] = tokenizer.decode(result.target_ids, skip_special_tokens=True)
