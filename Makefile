@@ -124,9 +124,13 @@ demo-opsd: $(STAMP)
 	MIXSD=$(MIXSD) SEED=$(SEED) MODEL_DIR=$(SMOLLM2) REPORT=reports/demo-opsd \
 	  EXTRA_RUNS=$(OPSD_RUN) bash scripts/demo.sh
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/generate_bench.py
-	$(BIN)/python benchmarks/train_bench.py
+bench: $(STAMP) $(SMOLLM2)/mixsd-model.json
+	$(BIN)/python benchmarks/generate_bench.py --model $(SMOLLM2)
+	$(BIN)/python benchmarks/vllm_bench.py
+	$(BIN)/python benchmarks/vllm_bench.py --model smollm2 --smollm2 $(SMOLLM2)
+	$(BIN)/python benchmarks/train_bench.py --model $(SMOLLM2)
+	$(BIN)/python benchmarks/eval_bench.py --model $(SMOLLM2)
+	$(BIN)/python benchmarks/bf16_effect.py --model $(SMOLLM2)
 	$(BIN)/python benchmarks/targets_bench.py
 
 clean:
