@@ -122,11 +122,14 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    # LoRA has no 1-d weights: an empty group would be dropped by ZeRO-3, the schedule's not
+    # LoRA has no 1-d weights: an empty group would be dropped by ZeRO-3, the schedule's not.
+    # fused: one kernel over all parameters instead of a chain of foreach ops; the same numbers
+    # (1e-7) and 3-6x less time a step on CPU (SmolLM2: 0.08 vs 0.29-0.53 s, 2 threads).
     optimizer = torch.optim.AdamW(
         [g for g in groups if g["params"]],
         lr=cfg.lr,
         betas=tuple(cfg.adam_betas),
+        fused=True,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: schedule.lr_factor(s, cfg.warmup_steps, total, cfg.schedule)
