@@ -225,7 +225,14 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     trainer.close()
     model_dir = run_dir / "model"
     if end == total and _rank0_decides(rank == 0 and not model_dir.is_dir(), world):
-        _export(cfg, backend, tokenizer, model_dir, rank)
+        if cfg.export_every_epoch:
+            # the last step always ends an epoch's export: the final model is that export, linked
+            # (not a second copy of the weights: a 135M model is 650 MB a copy)
+            if rank == 0:
+                last = run_dir / "exports" / f"epoch-{(total - 1) // per_epoch + 1}"
+                checkpoint.link_dir(last, model_dir)
+        else:
+            _export(cfg, backend, tokenizer, model_dir, rank)
     if world > 1:
         # Leave together and close the process group: a process that exits with gloo's threads
         # still running can abort ("terminate called without an active exception", exit -6)
