@@ -22,6 +22,7 @@ import argparse
 import json
 import random
 import re
+import unicodedata
 from pathlib import Path
 
 from mixsd.answers import is_correct
@@ -361,12 +362,15 @@ hello:Italian:ciao; thank you:Italian:grazie; yes:Spanish:sí; yes:German:ja; ye
 friend:Spanish:amigo; good morning:Spanish:buenos días; please:French:s'il vous plaît"""
 
 LANGS = ("Spanish", "French", "German")
+CODES = {"Spanish": "es", "French": "fr", "German": "de", "Italian": "it"}
 
 
 # ---- the candidate pool --------------------------------------------------------------------------
 def slug(text: str) -> str:
-    """An id fragment: lower-case ASCII letters and digits joined by dashes."""
-    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")
+    """An id fragment: lower-case ASCII letters and digits joined by dashes ("école" -> "ecole")."""
+    ascii_text = unicodedata.normalize("NFKD", text.replace("ß", "ss").replace("œ", "oe"))
+    ascii_text = ascii_text.encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.casefold()).strip("-")
 
 
 def item(suite: str, rid: str, prompt: str, answer: str, reference: str) -> dict:
@@ -516,7 +520,7 @@ def translation() -> list[dict]:
             out.append(
                 item(
                     "translation",
-                    f"{lang[:2].lower()}-en-{slug(word)}",
+                    f"{CODES[lang]}-en-{slug(word)}",
                     f"What does the {lang} word '{word}' mean in English?",
                     english,
                     f"The {lang} word '{word}' means '{english}' in English.",
@@ -526,7 +530,7 @@ def translation() -> list[dict]:
         out.append(
             item(
                 "translation",
-                f"en-{lang[:2].lower()}-{slug(english)}",
+                f"en-{CODES[lang]}-{slug(english)}",
                 f"How do you say '{english}' in {lang}?",
                 word,
                 f"In {lang}, '{english}' is '{word}'.",
