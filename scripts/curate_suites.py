@@ -377,6 +377,11 @@ def item(suite: str, rid: str, prompt: str, answer: str, reference: str) -> dict
     return {"suite": suite, "id": rid, "prompt": prompt, "answer": answer, "reference": reference}
 
 
+def answered(question: str, gold: str) -> str:
+    """The reference sentence of a free-form question."""
+    return f'The answer to "{question}" is {gold}.'
+
+
 def pairs(table: str) -> list[tuple[str, str]]:
     """`a:b a:b ...` (one-word entries, whitespace-separated) -> [(a, b)]."""
     return [tuple(p.split(":")) for p in table.split()]
@@ -411,7 +416,7 @@ def world() -> list[dict]:
                 f"fact-{slug(question)[:48]}",
                 question,
                 gold,
-                f"{question.rstrip('?')}: {gold}.",
+                answered(question, gold),
             )
         )
     return out
@@ -469,7 +474,7 @@ def language() -> list[dict]:
                 f"word-{slug(question)[:48]}",
                 question,
                 gold,
-                f"{question.rstrip('?')}: {gold}.",
+                answered(question, gold),
             )
         )
     return out
@@ -505,7 +510,7 @@ def arithmetic(seed: int = 21) -> list[dict]:
 
 def commonsense() -> list[dict]:
     return [
-        item("commonsense", f"cs-{slug(q)[:48]}", q, gold, f"{q.rstrip('?')}: {gold}.")
+        item("commonsense", f"cs-{slug(q)[:48]}", q, gold, answered(q, gold))
         for q, gold in lines(COMMONSENSE)
     ]
 
