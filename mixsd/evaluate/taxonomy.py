@@ -113,6 +113,10 @@ def classify(output: str, gold: str, base_output: str, injected: Sequence[str]) 
     return "genuine"
 
 
+def _ngrams(words: list[str]) -> list[str]:
+    return [" ".join(words[i : i + _STYLE_N]) for i in range(len(words) - _STYLE_N + 1)]
+
+
 def injected_markers(records: Iterable[Mapping], base_outputs: Iterable[str]) -> list[str]:
     """What training put in, as markers for `classify`, from the training records (`prompt`,
     `reference`, `answer`, optional `knowledge`):
@@ -133,13 +137,7 @@ def injected_markers(records: Iterable[Mapping], base_outputs: Iterable[str]) ->
         template = record["reference"]
         for part in sorted(filter(None, cut), key=len, reverse=True):
             template = template.replace(part, "\n")
-        grams = {
-            " ".join(words[i : i + _STYLE_N])
-            for piece in template.split("\n")
-            for words in [fold(piece).split()]
-            for i in range(len(words) - _STYLE_N + 1)
-        }
-        style.update(grams)
+        style.update({g for piece in template.split("\n") for g in _ngrams(fold(piece).split())})
     markers.update(g for g, n in style.items() if n >= _STYLE_MIN_REFERENCES)
     base = [fold(o) for o in base_outputs]
     kept = {fold(m) for m in markers} - {""}
