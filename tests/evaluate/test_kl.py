@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from mixsd.evaluate.kl import base_answers, kl_to_base, load_chat_prompts, token_kl
+from mixsd.evaluate.kl import (
+    base_answers,
+    coarse_kl,
+    coarsen,
+    kl_to_base,
+    load_chat_prompts,
+    token_kl,
+)
 
 
 def test_token_kl_on_a_three_token_vocabulary():
@@ -23,6 +30,23 @@ def test_token_kl_on_a_three_token_vocabulary():
     assert got.dtype == torch.float32 and got.shape == (2,)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
     np.testing.assert_allclose(token_kl(model, base).numpy()[0], 0.25 * math.log(2), rtol=1e-6)
+
+
+def test_coarse_kl_lumps_the_rest_into_one_bucket():
+    base = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]]))
+    model = torch.log(torch.tensor([[0.25, 0.5, 0.25], [0.25, 0.5, 0.25]]))
+    top = torch.tensor([[0], [1]])  # each row's base argmax
+    # row 0: {0} vs {1, 2}: base (.5, .5), model (.25, .75): .5 ln 2 + .5 ln(2/3) = .5 ln(4/3)
+    # row 1: identical distributions: 0
+    got = coarse_kl(*coarsen(base, top), *coarsen(model, top))
+    np.testing.assert_allclose(got.numpy(), [0.5 * math.log(4 / 3), 0.0], atol=1e-7)
+    assert got[0] < token_kl(base, model)[0]  # coarsening loses information: at most the full KL
+    both = torch.tensor([[0, 1], [1, 0]])  # a one-token rest: the exact KL
+    np.testing.assert_allclose(
+        coarse_kl(*coarsen(base, both), *coarsen(model, both)).numpy(),
+        token_kl(base, model).numpy(),
+        atol=1e-7,
+    )
 
 
 def _manual_logp(model, prompt, answer):
@@ -67,7 +91,8 @@ def test_base_against_itself_is_zero(tiny_model, setup):
 
 def test_perturbed_model_equals_hand_computation(tiny_model, setup):
     prompts, answers, perturbed = setup
-    got = kl_to_base(tiny_model, perturbed, prompts, answers, batch_size=2)
+    vocab = tiny_model.config.vocab_size  # top_k capped at vocab - 1: the exact KL
+    got = kl_to_base(tiny_model, perturbed, prompts, answers, batch_size=2, top_k=vocab)
     kls, dlls = [], []
     for prompt, answer in zip(prompts, answers, strict=True):
         base, model = (
@@ -84,6 +109,9 @@ def test_perturbed_model_equals_hand_computation(tiny_model, setup):
     )
     assert got["kl"] == pytest.approx(np.concatenate(kls).mean(), abs=1e-5)
     assert got["delta_loglik"] == pytest.approx(np.concatenate(dlls).mean(), abs=1e-5)
+    coarse = kl_to_base(tiny_model, perturbed, prompts, answers, batch_size=2, top_k=16)
+    assert 0 < coarse["kl"] < got["kl"]  # 16 of ~470 tokens: a lower bound
+    assert coarse["delta_loglik"] == pytest.approx(got["delta_loglik"], abs=1e-6)
 
 
 def test_empty_answers_are_left_out(tiny_model, setup):
