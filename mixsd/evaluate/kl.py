@@ -164,8 +164,9 @@ def kl_to_view(view: BaseView, model) -> dict:
 
     `{"kl": mean per token (coarse_kl), "delta_loglik": mean per token of log p_model - log
     p_base of the answer token (nats), "tokens": answer tokens scored, "prompts": prompts scored,
-    "per_prompt": {"kl", "delta_loglik", "tokens"}}`, the per-prompt lists holding each prompt's
-    own per-token means and token count (for bootstrap CIs over prompts), in prompt order.
+    "per_prompt": {"index", "kl", "delta_loglik", "tokens"}}`, the per-prompt lists holding each
+    scored prompt's index in `answers_ids`, its own per-token means and its token count (for
+    bootstrap CIs over prompts), in prompt order.
     Prompts with an empty answer (too long for the model) are left out.
     """
     answers = view.answers_ids
@@ -191,6 +192,7 @@ def kl_to_view(view: BaseView, model) -> dict:
         "tokens": int(tokens.sum()),
         "prompts": len(scored),
         "per_prompt": {
+            "index": scored,
             "kl": (kl_sum[scored] / tokens).tolist(),
             "delta_loglik": (dll_sum[scored] / tokens).tolist(),
             "tokens": tokens.tolist(),

@@ -120,6 +120,7 @@ def test_empty_answers_are_left_out(tiny_model, setup):
     full = kl_to_base(tiny_model, perturbed, prompts, answers, batch_size=3)
     holed = kl_to_base(tiny_model, perturbed, prompts, [answers[0], [], *answers[2:]], batch_size=3)
     assert holed["prompts"] == 4 and holed["tokens"] == full["tokens"] - len(answers[1])
+    assert holed["per_prompt"]["index"] == [0, 2, 3, 4]
     kept = [v for i, v in enumerate(full["per_prompt"]["kl"]) if i != 1]
     np.testing.assert_allclose(holed["per_prompt"]["kl"], kept, atol=1e-6)
 
