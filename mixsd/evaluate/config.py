@@ -21,8 +21,6 @@ class EvaluateConfig:
     suites: held-out suites, `FORMAT=PATH` (gsm8k, math500, mmlu, jsonl) or a built-in name.
     limit: at most this many examples per memorization split, suite and target-set λ (0 = all).
     fisher_examples: held-out examples (from the suites) for the base's diagonal Fisher (0 = off).
-    peak_tolerance: accuracy points (of 100) the next checkpoint may gain over a new maximum that
-    is still the run's first peak (`scoring.first_peak`; the authors use 5 for mixed targets).
     """
 
     base: str = option(help="The base model (HF dir).")
@@ -45,9 +43,6 @@ class EvaluateConfig:
         ["boxed", "number"], "Answer extraction, in order: boxed,number,contains."
     )
     fisher_examples: int = option(64, "Held-out examples for the base's Fisher (0 = off).")
-    peak_tolerance: float = option(
-        0.0, "First peak: accuracy points a next gain may have (mixed targets: 5)."
-    )
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     dtype: str = option(
         "auto", "auto (bf16 on GPU or a bf16 CPU, else fp32), float32, bfloat16, float16."
@@ -69,10 +64,6 @@ class EvaluateConfig:
             raise ValueError(f"limit must be >= 0 (0 = all), got {self.limit}")
         if self.fisher_examples < 0:
             raise ValueError(f"fisher_examples must be >= 0 (0 = off), got {self.fisher_examples}")
-        if not 0.0 <= self.peak_tolerance <= 100.0:
-            raise ValueError(
-                f"peak_tolerance must be in [0, 100] points, got {self.peak_tolerance}"
-            )
         self.answer_methods = check_methods(self.answer_methods)
         self.report_to = check_report_to(self.report_to)
         if self.dtype not in DTYPES:

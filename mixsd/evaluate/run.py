@@ -24,8 +24,15 @@ from mixsd.evaluate.checkpoints import (
 )
 from mixsd.evaluate.config import EvaluateConfig
 from mixsd.evaluate.report import FISHER_NOTE, write_report
-from mixsd.evaluate.scoring import accuracy, first_peak, retention, score
+from mixsd.evaluate.scoring import accuracy, score
 from mixsd.evaluate.suites import Suite, load_input, load_suite, memorization_splits
+from mixsd.evaluate.tradeoff import (
+    accuracy_cis,
+    flags_text,
+    retention,
+    run_kind,
+    summarize_runs,
+)
 from mixsd.io import atomic_file
 from mixsd.modeling import resolve_device, resolve_dtype
 from mixsd.outputs import check_output
@@ -63,8 +70,8 @@ def evaluate(cfg: EvaluateConfig) -> Path:
             }
         )
     for c in rows:
-        c["retention"] = retention(c["suites"], base["suites"])
-    _mark_first_peaks(rows, cfg.peak_tolerance)
+        c["retention"] = retention(c["items"]["suites"], base["items"]["suites"])
+    runs = summarize_runs(base, rows, {Path(p).name: run_kind(p) for p in cfg.models})
     nll_values, fisher_info = _nll_and_drift(cfg, tokenizer, groups, rows, device, dtype)
 
     from mixsd.evaluate.nll import summarize
@@ -72,6 +79,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     metrics = {
         "base": base,
         "checkpoints": rows,
+        "runs": runs,
         "nll": {k: summarize(v) for k, v in nll_values.items()},
         "fisher": fisher_info,
         "counts": {
@@ -99,7 +107,8 @@ class _Answerer:
         self.predictions: list[dict] = []
 
     def __call__(self, label: str, path: str) -> dict:
-        """`{"memorization": {split: accuracy}, "suites": {suite: accuracy}}` of the model."""
+        """`{"memorization": {split: accuracy}, "suites": {suite: accuracy}, "items": {kind:
+        {group: flags text}}, "ci": {kind: {group: [lo, hi]}}}` of the model."""
         cfg = self.cfg
         texts = greedy_answers(
             path,
@@ -111,12 +120,14 @@ class _Answerer:
             cfg.allow_pickle,
         )
         result: dict = {"memorization": {}, "suites": {}}
+        items: dict = {"memorization": {}, "suites": {}}
         at = 0
         for g in self.groups:
             mine, at = texts[at : at + len(g.records)], at + len(g.records)
             golds = [r.gold for r in g.records]
             flags = score(mine, golds, tuple(cfg.answer_methods), g.multiple_choice)
             result[g.kind][g.name] = accuracy(flags)
+            items[g.kind][g.name] = flags_text(flags)
             self.predictions.extend(
                 {
                     "model": label,
@@ -128,7 +139,7 @@ class _Answerer:
                 }
                 for r, t, f in zip(g.records, mine, flags, strict=True)
             )
-        return result
+        return {**result, "items": items, "ci": accuracy_cis(items)}
 
 
 def _nll_and_drift(
@@ -202,16 +213,6 @@ def _incomplete_sets(cfg: EvaluateConfig) -> dict[str, list[str]]:
 
     found = {t: require_complete(t, read_manifest(t), cfg.allow_incomplete) for t in cfg.targets}
     return {t: problems for t, problems in found.items() if problems}
-
-
-def _mark_first_peaks(rows: list[dict], tolerance: float) -> None:
-    for run in dict.fromkeys(c["run"] for c in rows):
-        mine = [c for c in rows if c["run"] == run]
-        for c in mine:
-            c["first_peak"] = False
-        if len(mine) > 1 and all("train" in c["memorization"] for c in mine):
-            points = [100 * c["memorization"]["train"] for c in mine]
-            mine[first_peak(points, tolerance)]["first_peak"] = True
 
 
 def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list[int], list[int]]]:
