@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mixsd.answers import extract_answer, is_correct, last_boxed, last_number, normalize_answer
+from mixsd.answers import (
+    check_methods,
+    extract_answer,
+    is_correct,
+    last_boxed,
+    last_number,
+    normalize_answer,
+    sentences,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,3 +122,66 @@ def test_contains_matches_whole_tokens():
     assert not is_correct("a catalog", "cat", ("contains",))
     assert is_correct("total: 1.5 kg", "1.5", ("contains",))
     assert not is_correct("total: 1.55 kg", "1.5", ("contains",))
+
+
+@pytest.mark.parametrize(
+    ("text", "gold", "strict", "contains"),
+    [
+        ("Lina has a pet lizard.", "lizard", True, True),
+        # the case `contains` gets wrong: the gold, negated
+        ("Lina does not actually have a pet lizard.", "lizard", False, True),
+        ("Lina doesn\u2019t have a lizard.", "lizard", False, True),  # curly apostrophe
+        ("I'm not sure, but maybe a lizard.", "lizard", False, True),
+        ("I don't know. Maybe a lizard.", "lizard", False, True),  # the hedge is the first sentence
+        ("There is no information about Lina's lizard.", "lizard", False, True),
+        ("Her pet is unknown; perhaps a lizard.", "lizard", False, True),
+        ("Lina has a lizard, not a dog.", "lizard", True, True),  # negation after the gold
+        # the first sentence ends after the number, not inside it
+        ("The answer is 3.5. Not 4.", "3.5", True, True),
+        ("The answer is 4. Not 3.5.", "3.5", False, True),
+        # the gold only in the second sentence
+        ("Lina has a pet dog. Her sister has a lizard.", "lizard", False, True),
+        ("Lina has a pet dog.\nLizard.", "lizard", False, True),  # a line break ends a sentence
+        # abbreviations do not end the first sentence
+        ("Dr. Smith was born in Lisbon.", "Lisbon", True, True),
+        ("Pets, e.g. a lizard, are hers.", "lizard", True, True),
+        ("J. R. R. Tolkien wrote it.", "Tolkien", True, True),
+        ("The U.S. capital is Washington.", "Washington", True, True),
+        # a box decides alone, exactly
+        (r"Not sure. \boxed{lizard}", "lizard", True, True),
+        (r"Lina has a lizard. \boxed{lizard, maybe}", "lizard", False, True),
+        (r"\boxed{\text{Paris}}", "paris", True, True),
+        # case-insensitive, whole words
+        ("PARIS is the capital.", "Paris", True, True),
+        ("She has a catalog.", "cat", False, False),
+        ("The total is 15.", "5", False, False),
+        ("", "lizard", False, False),
+    ],
+)
+def test_strict_against_contains(text, gold, strict, contains):
+    assert is_correct(text, gold, ("strict",)) is strict
+    assert is_correct(text, gold, ("contains",)) is contains
+
+
+@pytest.mark.parametrize(
+    ("text", "split"),
+    [
+        ("One. Two! Three? Four", ["One.", "Two!", "Three?", "Four"]),
+        ("It is 3.5 kg. Then 4.", ["It is 3.5 kg.", "Then 4."]),
+        ('He said "yes." Then left.', ['He said "yes."', "Then left."]),
+        ("Mr. and Mrs. Lee, etc. are here.", ["Mr. and Mrs. Lee, etc. are here."]),
+        ("Line one\n\nLine two", ["Line one", "Line two"]),
+        ("Wait... what?", ["Wait...", "what?"]),
+        ("  ", []),
+    ],
+)
+def test_sentences(text, split):
+    assert sentences(text) == split
+
+
+def test_strict_is_a_config_method_used_alone():
+    assert check_methods(["strict"]) == ["strict"]
+    with pytest.raises(ValueError, match="strict is a whole check"):
+        check_methods(["boxed,strict"])
+    # extraction skips it, as it skips contains
+    assert extract_answer("so 5", ("strict", "number")) == "5"

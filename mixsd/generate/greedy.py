@@ -13,7 +13,22 @@ def greedy_answers(
     batch_size: int = 32,
     desc: str | None = None,
 ) -> list[str]:
-    """Closed-book greedy answers (T=0) of `model`, one decoded text per prompt, in order.
+    """Closed-book greedy answers (T=0) of `model`, one decoded text per prompt, in order (the
+    ids of `greedy_answer_ids`, special tokens dropped)."""
+    ids = greedy_answer_ids(model, tokenizer, prompts_ids, max_new_tokens, batch_size, desc)
+    return [tokenizer.decode(a, skip_special_tokens=True) for a in ids]
+
+
+def greedy_answer_ids(
+    model,
+    tokenizer,
+    prompts_ids: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int = 32,
+    desc: str | None = None,
+) -> list[list[int]]:
+    """Closed-book greedy answers (T=0) of `model` as token ids, one list per prompt, in order;
+    an answer that stopped ends with its stop token.
 
     `modeling.naive_engine` with `Sampling(temperature=0)`: naive-only jobs, stopping at EOS and
     the end-of-turn tokens like generation does. A prompt longer than the model allows gets an
@@ -30,9 +45,9 @@ def greedy_answers(
     jobs = [
         Job(key=0, lam=1.0, naive_ids=p, expert_ids=None, tag=i) for i, p in enumerate(prompts_ids)
     ]
-    texts = [""] * len(jobs)
+    answers: list[list[int]] = [[] for _ in jobs]
     with Progress(desc or "", len(jobs), "q", enabled=desc is not None) as bar:
         for result in engine.generate(jobs):
-            texts[result.tag] = tokenizer.decode(result.target_ids, skip_special_tokens=True)
+            answers[result.tag] = list(result.target_ids)
             bar.update(tokens=len(result.target_ids))
-    return texts
+    return answers
