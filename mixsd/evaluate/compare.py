@@ -107,17 +107,14 @@ def _names(m: dict) -> list[str]:
 
 
 def checkpoint_means(seeds: list[dict]) -> list[dict]:
-    """Per checkpoint: every memorization accuracy, the retention per suite and pooled, as the
+    """Per checkpoint: every memorization accuracy (the config's check and strict), the retention
+    per suite and pooled, as the
     mean over seeds with a 95% CI over seeds x items (`bootstrap_ci_seeds`), and the number of
     seeds where it is the first peak."""
     base_items = seeds[0]["base"]["items"]["suites"]
     out = []
     for i, c in enumerate(seeds[0]["checkpoints"]):
         same = [m["checkpoints"][i] for m in seeds]
-        memorization = {
-            split: _ci([flags_array(s["items"]["memorization"][split]) for s in same])
-            for split in c["items"]["memorization"]
-        }
         kept = [kept_items(s["items"]["suites"], base_items) for s in same]
         per_suite = {
             name: _ci([k[name] for k in kept]) if kept[0][name].size else None
@@ -129,12 +126,19 @@ def checkpoint_means(seeds: list[dict]) -> list[dict]:
             {
                 "run": c["run"],
                 "checkpoint": c["checkpoint"],
-                "memorization": memorization,
+                "memorization": _means(same, "memorization"),
+                "strict": _means(same, "strict"),
                 "retention": retention if retention["pooled"] else None,
                 "first_peak_seeds": sum(s["first_peak"] for s in same),
             }
         )
     return out
+
+
+def _means(same: list[dict], kind: str) -> dict:
+    """`{split: mean and CI}` of one checkpoint's accuracies of `kind` over seeds (`same`)."""
+    splits = same[0]["items"][kind]
+    return {g: _ci([flags_array(s["items"][kind][g]) for s in same]) for g in splits}
 
 
 def _ci(rows: list[np.ndarray]) -> dict:
@@ -214,13 +218,15 @@ def render_compare(r: dict) -> str:
     body = [
         [f"{c['run']} / {c['checkpoint']}" if c["checkpoint"] else c["run"]]
         + [_cell(c["memorization"][s]) for s in splits]
+        + [_cell(c["strict"][s]) for s in splits]
         + [
             _cell(c["retention"]["pooled"] if c["retention"] else None),
             f"{c['first_peak_seeds']}/{n}",
         ]
         for c in ckpts
     ]
-    lines += _table(["model", *splits, "retention", "first peak in"], body)
+    strict = [f"{s} strict" for s in splits]
+    lines += _table(["model", *splits, *strict, "retention", "first peak in"], body)
     header = ["run"] + [f"{100 * a:.0f}%" for a in MATCHED_ACCURACIES] + ["first peak"]
     lines += [
         f"## Retention at matched training accuracy ({n} seeds)",

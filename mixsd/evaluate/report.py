@@ -91,6 +91,16 @@ def render_markdown(m: dict) -> str:
             ["model"] + [f"{s} (n={counts[s]})" for s in splits],
             [[n] + [_acc(r, "memorization", s) for s in splits] for n, r in rows],
         )
+        methods = ",".join(m["config"]["answer_methods"])
+        lines += [
+            f"Check: `{methods}`. The same answers under the strict check (a box equal to the "
+            "gold, else the gold affirmed, not negated, in the first sentence):",
+            "",
+        ]
+        lines += _table(
+            ["model"] + [f"{s} strict" for s in splits],
+            [[n] + [_acc(r, "strict", s) for s in splits] for n, r in rows],
+        )
     suites = list(base["suites"])
     if suites:
         lines += _retention_tables(m, rows[1:])

@@ -107,8 +107,9 @@ class _Answerer:
         self.predictions: list[dict] = []
 
     def __call__(self, label: str, path: str) -> dict:
-        """`{"memorization": {split: accuracy}, "suites": {suite: accuracy}, "items": {kind:
-        {group: flags text}}, "ci": {kind: {group: [lo, hi]}}}` of the model."""
+        """`{"memorization": {split: accuracy}, "strict": {split: accuracy under the strict
+        check}, "suites": {suite: accuracy}, "items": {kind: {group: flags text}}, "ci": {kind:
+        {group: [lo, hi]}}}` of the model."""
         cfg = self.cfg
         texts = greedy_answers(
             path,
@@ -119,8 +120,8 @@ class _Answerer:
             self.dtype,
             cfg.allow_pickle,
         )
-        result: dict = {"memorization": {}, "suites": {}}
-        items: dict = {"memorization": {}, "suites": {}}
+        result: dict = {"memorization": {}, "strict": {}, "suites": {}}
+        items: dict = {"memorization": {}, "strict": {}, "suites": {}}
         at = 0
         for g in self.groups:
             mine, at = texts[at : at + len(g.records)], at + len(g.records)
@@ -128,6 +129,12 @@ class _Answerer:
             flags = score(mine, golds, tuple(cfg.answer_methods), g.multiple_choice)
             result[g.kind][g.name] = accuracy(flags)
             items[g.kind][g.name] = flags_text(flags)
+            if g.kind == "memorization":
+                # the same answers under the strict check too: `contains` counts "does not
+                # actually have a pet lizard" for "lizard"
+                strict = score(mine, golds, ("strict",))
+                result["strict"][g.name] = accuracy(strict)
+                items["strict"][g.name] = flags_text(strict)
             self.predictions.extend(
                 {
                     "model": label,

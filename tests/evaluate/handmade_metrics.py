@@ -30,6 +30,8 @@ def entry(flags: dict[str, str]) -> dict:
     """A model entry: accuracies, per-item flags and CIs of `flags` ({group: "0101"})."""
     items = {
         "memorization": {g: flags[g] for g in ("train", "paraphrase")},
+        # strict: the first answer of each split fails the strict check
+        "strict": {g: "0" + flags[g][1:] for g in ("train", "paraphrase")},
         "suites": {g: flags[g] for g in ("gsm8k", "known")},
     }
     acc = {k: {g: float(flags_array(t).mean()) for g, t in v.items()} for k, v in items.items()}
@@ -55,5 +57,5 @@ def metrics(runs: dict[str, list[dict]] = RUNS) -> dict:
         "fisher": {"estimator": "per example", "examples": 8},
         "counts": {"memorization": {"train": 10, "paraphrase": 10},
                    "suites": {"gsm8k": 4, "known": 5}},
-        "config": {"base": "base"},
+        "config": {"base": "base", "answer_methods": ["boxed", "contains"]},
     }  # fmt: skip

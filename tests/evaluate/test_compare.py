@@ -71,6 +71,7 @@ def test_compare_over_three_seeds(tmp_path):
     assert pooled["mean"] == pytest.approx((4 / 6 + 5 / 6 + 3 / 6) / 3)
     assert pooled["lo"] < pooled["mean"] < pooled["hi"]
     assert e1["memorization"]["train"]["mean"] == pytest.approx(0.4)
+    assert e1["strict"]["train"]["mean"] == pytest.approx(0.3)
     assert r["checkpoints"][1]["first_peak_seeds"] == 3
 
     md = (out / "compare.md").read_text()

@@ -154,8 +154,10 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
     assert m["base"]["items"]["suites"] == {"echo": "111"}
     assert e1["items"] == {
         "memorization": {"train": "10", "paraphrase": "0", "two_hop": "0"},
+        "strict": {"train": "10", "paraphrase": "0", "two_hop": "0"},  # boxed: strict agrees
         "suites": {"echo": "110"},
     }
+    assert e2["strict"] == {"train": 1.0, "paraphrase": 1.0, "two_hop": 0.0}
     assert e1["retention"]["per_suite"]["echo"]["mean"] == pytest.approx(2 / 3)
     assert e1["retention"]["pooled"]["mean"] == pytest.approx(2 / 3)
     assert e2["retention"]["pooled"]["mean"] == pytest.approx(1 / 3)

@@ -84,6 +84,8 @@ def test_report_written_with_plots(tmp_path):
     assert "![trade-off](tradeoff.png)" in md and "![NLL CDFs](nll_cdf.png)" in md
     lo, hi = metrics["checkpoints"][1]["ci"]["memorization"]["train"]
     assert f"| sft / epoch-2 ★ | 90.0% [{100 * lo:.1f}, {100 * hi:.1f}] |" in md
+    assert "Check: `boxed,contains`. The same answers under the strict check" in md
+    assert "| sft / epoch-2 ★ | 80.0% [" in md  # strict: the first train answer fails
     assert "| gsm8k | 4 | 2 | 50.0% [" in md  # the base's suite: items, correct, accuracy
     assert "| model | gsm8k (2 items) | known (4 items) | pooled (6 items) |" in md
     assert "| sft / epoch-1 | 50.0% [0.0, 100.0] | 75.0% [" in md
