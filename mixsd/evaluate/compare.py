@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mixsd.errors import MixsdError
-from mixsd.evaluate.plots import plot_tradeoff_seeds
+from mixsd.evaluate.plots import plot_kl, plot_tradeoff_seeds
 from mixsd.evaluate.stats import (
     MATCHED_ACCURACIES,
     bootstrap_ci,
@@ -61,6 +61,14 @@ def compare(report_dirs: list, out: str | Path, control: str = "sft") -> Path:
             curves, result["matched"], float(np.mean(base_train)), len(seeds), out / "tradeoff.png"
         )
         result["plots"]["tradeoff"] = path.name
+    kl = {
+        run: [(c["checkpoint"], c["kl"]["kl"]) for c in result["checkpoints"] if c["run"] == run]
+        for run in seeds[0]["runs"]
+        if any("kl" in c for c in result["checkpoints"] if c["run"] == run)
+    }
+    if kl:
+        subtitle = f"mean over {len(seeds)} seeds; CI over seeds x prompts"
+        result["plots"]["kl"] = plot_kl(kl, out / "kl.png", subtitle).name
     write_atomic(out / "compare.md", render_compare(result))
     write_atomic(out / "compare.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return out
@@ -95,11 +103,20 @@ def check_seeds(dirs: list, seeds: list[dict], control: str) -> None:
         for run in m["runs"]:
             if run not in first["runs"]:
                 raise MixsdError(f"{ref}: run {run} missing (it is in {d})")
+        if _kl_prompts(m) != _kl_prompts(first):
+            raise MixsdError(
+                f"{d}: KL prompts per checkpoint {_kl_prompts(m)} differ from {ref}'s "
+                f"{_kl_prompts(first)}: evaluate every seed with the same --kl-prompts"
+            )
         if _names(m) != _names(first):
             raise MixsdError(
                 f"{d}: checkpoints {', '.join(_names(m))} differ from {ref}'s "
                 f"{', '.join(_names(first))}"
             )
+
+
+def _kl_prompts(m: dict) -> list[int | None]:
+    return [c["kl"]["prompts"] if "kl" in c else None for c in m["checkpoints"]]
 
 
 def _names(m: dict) -> list[str]:
@@ -108,7 +125,7 @@ def _names(m: dict) -> list[str]:
 
 def checkpoint_means(seeds: list[dict]) -> list[dict]:
     """Per checkpoint: every memorization accuracy (the config's check and strict), the retention
-    per suite and pooled, as the
+    per suite and pooled, the KL to the base and log-likelihood change (when measured), as the
     mean over seeds with a 95% CI over seeds x items (`bootstrap_ci_seeds`), and the number of
     seeds where it is the first peak."""
     base_items = seeds[0]["base"]["items"]["suites"]
@@ -132,6 +149,11 @@ def checkpoint_means(seeds: list[dict]) -> list[dict]:
                 "first_peak_seeds": sum(s["first_peak"] for s in same),
             }
         )
+        if "kl" in c:
+            out[-1]["kl"] = {
+                k: _ci([np.array(s["kl"]["per_prompt"][k]) for s in same])
+                for k in ("kl", "delta_loglik")
+            }
     return out
 
 
@@ -216,7 +238,7 @@ def render_compare(r: dict) -> str:
     ckpts = r["checkpoints"]
     splits = list(ckpts[0]["memorization"]) if ckpts else []
     body = [
-        [f"{c['run']} / {c['checkpoint']}" if c["checkpoint"] else c["run"]]
+        [_label(c)]
         + [_cell(c["memorization"][s]) for s in splits]
         + [_cell(c["strict"][s]) for s in splits]
         + [
@@ -248,6 +270,19 @@ def render_compare(r: dict) -> str:
         ]
         body = [[run] + [_diff(d[p]) for p in POINTS] for run, d in r["differences"].items()]
         lines += _table(header, body)
+    if "kl" in r["plots"]:
+        lines += [
+            f"## KL to the base along its own answers (mean over {n} seeds; CI over seeds x "
+            "prompts)",
+            "",
+        ]
+        body = [
+            [_label(c), _num(c["kl"]["kl"]), _num(c["kl"]["delta_loglik"])]
+            for c in ckpts
+            if "kl" in c
+        ]
+        lines += _table(["model", "KL (nats/token)", "Δ log-lik (nats/token)"], body)
+        lines += [f"![KL over training]({r['plots']['kl']})", ""]
     if "tradeoff" in r["plots"]:
         lines += [
             f"## Trade-off ({n} seeds)",
@@ -259,6 +294,14 @@ def render_compare(r: dict) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _label(c: dict) -> str:
+    return f"{c['run']} / {c['checkpoint']}" if c["checkpoint"] else c["run"]
+
+
+def _num(x: dict) -> str:
+    return f"{x['mean']:.4f} [{x['lo']:.4f}, {x['hi']:.4f}]"
 
 
 def _cell(x: dict | None) -> str:

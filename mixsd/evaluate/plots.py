@@ -133,3 +133,33 @@ def plot_tradeoff_seeds(
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
+
+
+def plot_kl(curves: dict[str, list[tuple[str, dict]]], path, subtitle: str) -> Path:
+    """KL(base || model) over training: one curve per run, x the checkpoint in training order
+    (0: the base, KL 0), y the mean over prompts of the per-token KL with its 95% CI as bars.
+
+    curves: per run [(checkpoint name, {"mean", "lo", "hi"})] in training order.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = plt.get_cmap("tab10")
+    for i, (run, points) in enumerate(curves.items()):
+        xs = list(range(len(points) + 1))
+        ys = [0.0] + [p["mean"] for _, p in points]
+        yerr = [[0.0] + [p["mean"] - p["lo"] for _, p in points],
+                [0.0] + [p["hi"] - p["mean"] for _, p in points]]  # fmt: skip
+        ax.errorbar(xs, ys, yerr=yerr, fmt="-o", color=colours(i % 10), markersize=4,
+                    capsize=3, label=run)  # fmt: skip
+    longest = max(curves.values(), key=len)
+    ax.set_xticks(range(len(longest) + 1), ["base"] + [name or "model" for name, _ in longest])
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    ax.set_ylabel("KL(base || model), nats per token")
+    ax.set_title(f"Drift from the base along its own answers ({subtitle})")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    try:
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)

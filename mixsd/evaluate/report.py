@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsd.evaluate.plots import plot_nll_cdfs, plot_tradeoff
+from mixsd.evaluate.plots import plot_kl, plot_nll_cdfs, plot_tradeoff
 from mixsd.evaluate.stats import MATCHED_ACCURACIES
 from mixsd.io import write_atomic
 
@@ -42,6 +42,9 @@ def write_report(out: str | Path, metrics: dict, nll: dict[str, np.ndarray]) -> 
     if points:
         base_train = metrics["base"]["memorization"].get("train")
         plots["tradeoff"] = plot_tradeoff(points, out / "tradeoff.png", base_train).name
+    kl = kl_curves(metrics["checkpoints"])
+    if kl:
+        plots["kl"] = plot_kl(kl, out / "kl.png", "one seed; CI over prompts").name
     metrics = {**metrics, "plots": plots}
     write_atomic(out / "report.md", render_markdown(metrics))
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
@@ -60,6 +63,15 @@ def tradeoff_points(checkpoints: list[dict]) -> list[dict]:
         for c in checkpoints
         if "train" in c["memorization"] and c["retention"]["pooled"] is not None
     ]
+
+
+def kl_curves(checkpoints: list[dict]) -> dict[str, list[tuple[str, dict]]]:
+    """Per run [(checkpoint, KL mean and CI over prompts)] of the checkpoints that have a KL."""
+    out: dict = {}
+    for c in checkpoints:
+        if "kl" in c:
+            out.setdefault(c["run"], []).append((c["checkpoint"], c["kl"]["ci"]["kl"]))
+    return out
 
 
 def render_markdown(m: dict) -> str:
@@ -122,6 +134,8 @@ def render_markdown(m: dict) -> str:
             "No plot: it needs the `train` split and an item of a suite the base answers correctly.",
             "",
         ]
+    if "kl" in m["plots"]:
+        lines += _kl_table(ckpts, m["plots"]["kl"])
     if m["nll"]:
         lines += ["## Target NLL under the base model (per token, nats)", ""]
         lines += _table(
@@ -168,6 +182,34 @@ def _retention_tables(m: dict, named: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+def _kl_table(ckpts: list[dict], plot: str) -> list[str]:
+    lines = [
+        "## KL to the base along its own answers",
+        "",
+        "On held-out prompts (the suites' and general chat prompts) the base answers greedily; "
+        "along each answer, per token: KL(base || model) of the next-token distributions and the "
+        "change of the answer's log-likelihood (model − base). Means over prompts (each prompt's "
+        "own per-token mean), CI over prompts; no gold needed, so drift shows before answers "
+        "turn wrong.",
+        "",
+    ]
+    body = [
+        [
+            _name(c),
+            _num(c["kl"]["ci"]["kl"]),
+            _num(c["kl"]["ci"]["delta_loglik"]),
+            str(c["kl"]["prompts"]),
+            str(c["kl"]["tokens"]),
+        ]
+        for c in ckpts
+        if "kl" in c
+    ]
+    lines += _table(
+        ["model", "KL (nats/token)", "Δ log-lik (nats/token)", "prompts", "tokens"], body
+    )
+    return lines + [f"![KL over training]({plot})", ""]
+
+
 def _matched_table(runs: dict) -> list[str]:
     lines = [
         "## Retention at matched training accuracy",
@@ -210,6 +252,11 @@ def _acc(model: dict, kind: str, group: str) -> str:
     """An accuracy of the model with its CI: `90.0% [70.0, 100.0]`."""
     lo, hi = model["ci"][kind][group]
     return f"{_pct(model[kind][group])} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _num(x: dict) -> str:
+    """A `{"mean", "lo", "hi"}` of a plain number as `0.0123 [0.0100, 0.0150]`."""
+    return f"{x['mean']:.4f} [{x['lo']:.4f}, {x['hi']:.4f}]"
 
 
 def _ci(x: dict | None, missing: str = "n/a") -> str:

@@ -32,6 +32,7 @@ from mixsd.evaluate.tradeoff import (
     retention,
     run_kind,
     summarize_runs,
+    with_ci,
 )
 from mixsd.io import atomic_file
 from mixsd.modeling import resolve_device, resolve_dtype
@@ -72,6 +73,8 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     for c in rows:
         c["retention"] = retention(c["items"]["suites"], base["items"]["suites"])
     runs = summarize_runs(base, rows, {Path(p).name: run_kind(p) for p in cfg.models})
+    if cfg.kl_prompts and rows:
+        _kl_to_base(cfg, tokenizer, groups, rows, device, dtype)
     nll_values, fisher_info = _nll_and_drift(cfg, tokenizer, groups, rows, device, dtype)
 
     from mixsd.evaluate.nll import summarize
@@ -222,10 +225,14 @@ def _incomplete_sets(cfg: EvaluateConfig) -> dict[str, list[str]]:
     return {t: problems for t, problems in found.items() if problems}
 
 
+def _round_robin(lists: list[list]) -> list:
+    """The items of `lists` interleaved: the first of each, then the second of each, ..."""
+    return [x[i] for i in range(max(map(len, lists), default=0)) for x in lists if i < len(x)]
+
+
 def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list[int], list[int]]]:
     """Up to `n` held-out (prompt ids, reference ids), taken round-robin over the suites."""
-    suites = [g.records for g in groups if g.kind == "suites"]
-    picked = [s[i] for i in range(max(map(len, suites), default=0)) for s in suites if i < len(s)]
+    picked = _round_robin([g.records for g in groups if g.kind == "suites"])
     return [
         (
             templates.render_user_turn(tokenizer, r.prompt),
@@ -233,6 +240,23 @@ def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list
         )
         for r in picked[:n]
     ]
+
+
+def _kl_to_base(cfg, tokenizer, groups: list[_Group], rows: list[dict], device, dtype) -> None:
+    """Each checkpoint's KL(base || model) and log-likelihood change along the base's greedy
+    answers to `cfg.kl_prompts` held-out prompts (round-robin over the suites and the general chat
+    prompts), with CIs over prompts; written into `rows` (`kl`)."""
+    from mixsd.evaluate.kl import KLProbe, load_chat_prompts
+
+    suites = [[r.prompt for r in g.records] for g in groups if g.kind == "suites"]
+    picked = _round_robin([*suites, load_chat_prompts()])[: cfg.kl_prompts]
+    prompts = [templates.render_user_turn(tokenizer, p) for p in picked]
+    probe = KLProbe(cfg.base, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size, device,
+                    dtype, cfg.allow_pickle)  # fmt: skip
+    for c in track(rows, "kl", "model"):
+        found = probe(c["path"])
+        per = found["per_prompt"]
+        c["kl"] = {**found, "ci": {k: with_ci(per[k]) for k in ("kl", "delta_loglik")}}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

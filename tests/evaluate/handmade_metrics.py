@@ -8,7 +8,13 @@ mixsd-0.3 (tolerance 5), train 30, 70, 100%: kept 6/6, 5/6, 4/6; no 5-point fall
 
 from __future__ import annotations
 
-from mixsd.evaluate.tradeoff import accuracy_cis, flags_array, retention, summarize_runs
+from mixsd.evaluate.tradeoff import (
+    accuracy_cis,
+    flags_array,
+    retention,
+    summarize_runs,
+    with_ci,
+)
 
 BASE = {"train": "0000000001", "paraphrase": "0000000000", "gsm8k": "1100", "known": "11110"}
 RUNS = {
@@ -38,6 +44,14 @@ def entry(flags: dict[str, str]) -> dict:
     return {**acc, "items": items, "ci": accuracy_cis(items)}
 
 
+def kl(k: int) -> dict:
+    """A checkpoint's KL probe result (`mixsd.evaluate.kl`) over 4 prompts: KL grows with k."""
+    per = {"kl": [0.01 * k, 0.02 * k, 0.03 * k, 0.04 * k],
+           "delta_loglik": [-0.1 * k, -0.2 * k, 0.0, -0.1 * k], "tokens": [3, 4, 5, 8]}  # fmt: skip
+    return {"kl": 0.03 * k, "delta_loglik": -0.1 * k, "tokens": 20, "prompts": 4,
+            "per_prompt": per, "ci": {x: with_ci(per[x]) for x in ("kl", "delta_loglik")}}  # fmt: skip
+
+
 def metrics(runs: dict[str, list[dict]] = RUNS) -> dict:
     base = {"path": "base", **entry(BASE)}
     rows = []
@@ -47,6 +61,7 @@ def metrics(runs: dict[str, list[dict]] = RUNS) -> dict:
                  "replaced_share": None if run == "sft" else 0.0, **entry(f),
                  "drift": {"fisher": 0.01 * k, "l2": 0.1 * k}}  # fmt: skip
             c["retention"] = retention(c["items"]["suites"], base["items"]["suites"])
+            c["kl"] = kl(k)
             rows.append(c)
     return {
         "base": base,

@@ -46,7 +46,12 @@ def _seed_dirs(tmp_path, seeds=SEEDS):
 def test_compare_over_three_seeds(tmp_path):
     out = compare(_seed_dirs(tmp_path), tmp_path / "cmp", control="sft")
     r = json.loads((out / "compare.json").read_text())
-    assert sorted(p.name for p in out.iterdir()) == ["compare.json", "compare.md", "tradeoff.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compare.json",
+        "compare.md",
+        "kl.png",
+        "tradeoff.png",
+    ]
 
     # the paired difference at 50% is the hand computation
     d = r["differences"]["mixsd-0.3"]["0.5"]
@@ -73,6 +78,8 @@ def test_compare_over_three_seeds(tmp_path):
     assert e1["memorization"]["train"]["mean"] == pytest.approx(0.4)
     assert e1["strict"]["train"]["mean"] == pytest.approx(0.3)
     assert r["checkpoints"][1]["first_peak_seeds"] == 3
+    kl = r["checkpoints"][1]["kl"]["kl"]  # epoch-2: 0.02 .. 0.08 in every seed
+    assert kl["mean"] == pytest.approx(0.05) and kl["lo"] < 0.05 < kl["hi"]
 
     md = (out / "compare.md").read_text()
     assert "## Per checkpoint (mean over 3 seeds; CI over seeds x items)" in md
@@ -80,6 +87,7 @@ def test_compare_over_three_seeds(tmp_path):
     assert "## Run − sft (3 seeds, paired by seed)" in md
     assert f"| mixsd-0.3 | {100 * d['mean']:+.1f} [" in md and "p=0.25 (n=3)" in md
     assert "| sft | 60.0% [" in md and "(3/3)" in md
+    assert "## KL to the base along its own answers (mean over 3 seeds" in md
 
 
 def test_a_run_missing_in_one_seed_is_one_clear_line(tmp_path):

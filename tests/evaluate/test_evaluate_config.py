@@ -29,6 +29,7 @@ def test_yaml_and_flags(tmp_path):
         ({"answer_methods": ["boxed", "regex"]}, "answer_methods"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"limit": -1}, "limit must be >= 0"),
+        ({"kl_prompts": -1}, "kl_prompts must be >= 0"),
         ({"dtype": "int8"}, "dtype"),
         ({"suites": None, "input": None}, "nothing to evaluate"),
     ],

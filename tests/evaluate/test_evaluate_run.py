@@ -138,7 +138,7 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
         base=str(tiny_model_dir), out=str(tmp_path / "report"), models=[str(run_dir)],
         input=str(input_file), targets=[str(tmp_path / "set")], suites=[f"jsonl={suite}"],
         batch_size=2, max_new_tokens=6,
-        fisher_examples=3, device="cpu",
+        fisher_examples=3, kl_prompts=4, device="cpu",
     )  # fmt: skip
     out = evaluate(cfg)
     m = json.loads((out / "metrics.json").read_text())
@@ -189,12 +189,20 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
     assert d1["fisher"] > 0 and d2["fisher"] == pytest.approx(4 * d1["fisher"], rel=1e-3)
     assert m["fisher"]["examples"] == 3
 
+    # KL along the base's own answers (real decoding): 3 suite prompts + 1 chat prompt; the
+    # final norm moves twice as far at epoch-2, so its answers drift more
+    k1, k2 = e1["kl"], e2["kl"]
+    assert k1["prompts"] == 4 and len(k1["per_prompt"]["kl"]) == 4
+    assert 0 < k1["kl"] < k2["kl"]
+    assert k1["ci"]["kl"]["mean"] == pytest.approx(np.mean(k1["per_prompt"]["kl"]))
+    assert k1["ci"]["kl"]["lo"] <= k1["ci"]["kl"]["mean"] <= k1["ci"]["kl"]["hi"]
+
     md = (out / "report.md").read_text()
     assert (
         "| sft (25% on references) / epoch-2 ★ | 100.0% [100.0, 100.0] | 100.0% [100.0, 100.0] "
         "| 0.0% [0.0, 0.0] |"
     ) in md
-    for png in ("nll_cdf.png", "tradeoff.png"):
+    for png in ("nll_cdf.png", "tradeoff.png", "kl.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in md
 
 

@@ -71,10 +71,11 @@ def test_matched_accuracy_not_reached(tmp_path):
 def test_report_written_with_plots(tmp_path):
     metrics = handmade()
     out = write_report(tmp_path / "report", metrics, NLL)
-    for png in ("nll_cdf.png", "tradeoff.png"):
+    for png in ("nll_cdf.png", "tradeoff.png", "kl.png"):
         data = (out / png).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
     assert sorted(p.name for p in out.iterdir()) == [
+        "kl.png",
         "metrics.json",
         "nll_cdf.png",
         "report.md",
@@ -94,8 +95,15 @@ def test_report_written_with_plots(tmp_path):
     assert "(epoch-2, train 90.0%) |" in md
     assert "| mixsd-0.3 | mixsd (5) | 91.7% [" in md
     assert "| sft | 3 | 3.0000 | 3.0000 | 3.8000 |" in md
+    # KL: the mean over prompts of 0.01, 0.02, 0.03, 0.04 (each prompt once), CI over prompts
+    ci = metrics["checkpoints"][0]["kl"]["ci"]["kl"]
+    assert ci["mean"] == pytest.approx(0.025) and 0.01 <= ci["lo"] < 0.025 < ci["hi"] <= 0.04
+    assert f"| sft / epoch-1 | 0.0250 [{ci['lo']:.4f}, {ci['hi']:.4f}] | -0.1000 [" in md
+    assert "| 4 | 20 |" in md
+    assert "![KL over training](kl.png)" in md
     saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert saved == {**metrics, "plots": {"nll_cdf": "nll_cdf.png", "tradeoff": "tradeoff.png"}}
+    plots = {"nll_cdf": "nll_cdf.png", "tradeoff": "tradeoff.png", "kl": "kl.png"}
+    assert saved == {**metrics, "plots": plots}
 
 
 def test_report_without_nll_or_checkpoints(tmp_path):
