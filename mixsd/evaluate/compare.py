@@ -127,7 +127,7 @@ def checkpoint_means(seeds: list[dict]) -> list[dict]:
     """Per checkpoint: every memorization accuracy (the config's check and strict), the retention
     per suite and pooled, the KL to the base and log-likelihood change (when measured), as the
     mean over seeds with a 95% CI over seeds x items (`bootstrap_ci_seeds`), and the number of
-    seeds where it is the first peak."""
+    seeds where it is the first peak; the mean over seeds of the lost items' counts by cause."""
     base_items = seeds[0]["base"]["items"]["suites"]
     out = []
     for i, c in enumerate(seeds[0]["checkpoints"]):
@@ -149,6 +149,8 @@ def checkpoint_means(seeds: list[dict]) -> list[dict]:
                 "first_peak_seeds": sum(s["first_peak"] for s in same),
             }
         )
+        if "lost" in c:
+            out[-1]["lost"] = {k: float(np.mean([s["lost"][k] for s in same])) for k in c["lost"]}
         if "kl" in c:
             out[-1]["kl"] = {
                 k: _ci([np.array(s["kl"]["per_prompt"][k]) for s in same])
@@ -270,6 +272,15 @@ def render_compare(r: dict) -> str:
         ]
         body = [[run] + [_diff(d[p]) for p in POINTS] for run, d in r["differences"].items()]
         lines += _table(header, body)
+    if any("lost" in c for c in ckpts):
+        lines += [f"## Lost items by cause (mean count over {n} seeds)", ""]
+        causes = list(next(c["lost"] for c in ckpts if "lost" in c))
+        body = [
+            [_label(c), *(f"{c['lost'][k]:.1f}" for k in causes), f"{sum(c['lost'].values()):.1f}"]
+            for c in ckpts
+            if "lost" in c
+        ]
+        lines += _table(["model", *causes, "lost"], body)
     if "kl" in r["plots"]:
         lines += [
             f"## KL to the base along its own answers (mean over {n} seeds; CI over seeds x "

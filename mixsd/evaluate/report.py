@@ -13,6 +13,7 @@ import numpy as np
 
 from mixsd.evaluate.plots import plot_kl, plot_nll_cdfs, plot_tradeoff
 from mixsd.evaluate.stats import MATCHED_ACCURACIES
+from mixsd.evaluate.taxonomy import CATEGORIES
 from mixsd.io import write_atomic
 
 FISHER_NOTE = (
@@ -134,6 +135,8 @@ def render_markdown(m: dict) -> str:
             "No plot: it needs the `train` split and an item of a suite the base answers correctly.",
             "",
         ]
+    if any("lost" in c for c in ckpts):
+        lines += _lost_table(ckpts)
     if "kl" in m["plots"]:
         lines += _kl_table(ckpts, m["plots"]["kl"])
     if m["nll"]:
@@ -180,6 +183,24 @@ def _retention_tables(m: dict, named: list[tuple[str, dict]]) -> list[str]:
     lines += _table(["model", *header], body)
     lines += ["pooled: every suite's items together, each once (n/a: the base answers none).", ""]
     return lines
+
+
+def _lost_table(ckpts: list[dict]) -> list[str]:
+    lines = [
+        "## Lost items by cause",
+        "",
+        "Suite items the base answers correctly and the model does not (`mixsd.evaluate.taxonomy`"
+        "): collapse (empty, looping or off-topic), leakage (the training facts' answers, "
+        "subjects or phrasing where the base had none), format (the gold is there, affirmed, but "
+        "not where the check looks), genuine (a wrong answer).",
+        "",
+    ]
+    body = [
+        [_name(c), *(str(c["lost"][k]) for k in CATEGORIES), str(sum(c["lost"].values()))]
+        for c in ckpts
+        if "lost" in c
+    ]
+    return lines + _table(["model", *CATEGORIES, "lost"], body)
 
 
 def _kl_table(ckpts: list[dict], plot: str) -> list[str]:

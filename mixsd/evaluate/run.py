@@ -60,7 +60,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     rows = []
     shares = {Path(p).name: replaced_share(p) for p in cfg.models}  # labels are dir names
     for run, name, path in track(checkpoints, "checkpoints", "model"):
-        label = f"{run}/{name}" if name else run
+        label = _label(run, name)
         rows.append(
             {
                 "run": run,
@@ -75,6 +75,10 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     runs = summarize_runs(base, rows, {Path(p).name: run_kind(p) for p in cfg.models})
     if cfg.kl_prompts and rows:
         _kl_to_base(cfg, tokenizer, groups, rows, device, dtype)
+    if base["suites"]:
+        lost = _lost_items(groups, answer.predictions)
+        for c in rows:
+            c["lost"] = lost[_label(c["run"], c["checkpoint"])]
     nll_values, fisher_info = _nll_and_drift(cfg, tokenizer, groups, rows, device, dtype)
 
     from mixsd.evaluate.nll import summarize
@@ -98,6 +102,11 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     if cfg.report_to:
         track_report(cfg.report_to, out, to_dict(cfg))
     return out
+
+
+def _label(run: str, checkpoint: str) -> str:
+    """A model's name in `predictions.jsonl`: `run/checkpoint`, or the dir name of an HF dir."""
+    return f"{run}/{checkpoint}" if checkpoint else run
 
 
 class _Answerer:
@@ -240,6 +249,23 @@ def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list
         )
         for r in picked[:n]
     ]
+
+
+def _lost_items(groups: list[_Group], predictions: list[dict]) -> dict[str, dict[str, int]]:
+    """Per model label: its lost suite items (the base right, the model wrong) counted by cause
+    (`mixsd.evaluate.taxonomy`); leakage looks for markers of the training facts (the `train`
+    split's answers, subjects and reference phrasing) that the base's own answers lack."""
+    from mixsd.evaluate.taxonomy import breakdown, injected_markers
+
+    suites = {g.name for g in groups if g.kind == "suites"}
+    train = [r for g in groups if (g.kind, g.name) == ("memorization", "train") for r in g.records]
+    facts = [
+        {"prompt": r.prompt, "reference": r.reference or "", "answer": r.gold,
+         "knowledge": r.knowledge or ""}
+        for r in train
+    ]  # fmt: skip
+    base = [p["output"] for p in predictions if p["model"] == "base" and p["group"] in suites]
+    return breakdown(predictions, suites, injected_markers(facts, base))
 
 
 def _kl_to_base(cfg, tokenizer, groups: list[_Group], rows: list[dict], device, dtype) -> None:

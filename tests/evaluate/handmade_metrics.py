@@ -62,6 +62,9 @@ def metrics(runs: dict[str, list[dict]] = RUNS) -> dict:
                  "drift": {"fisher": 0.01 * k, "l2": 0.1 * k}}  # fmt: skip
             c["retention"] = retention(c["items"]["suites"], base["items"]["suites"])
             c["kl"] = kl(k)
+            lost = 6 - round(6 * c["retention"]["pooled"]["mean"])
+            c["lost"] = {"format": 0, "leakage": min(lost, 1), "collapse": 0,
+                         "genuine": lost - min(lost, 1)}  # fmt: skip
             rows.append(c)
     return {
         "base": base,

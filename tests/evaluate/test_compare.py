@@ -88,6 +88,9 @@ def test_compare_over_three_seeds(tmp_path):
     assert f"| mixsd-0.3 | {100 * d['mean']:+.1f} [" in md and "p=0.25 (n=3)" in md
     assert "| sft | 60.0% [" in md and "(3/3)" in md
     assert "## KL to the base along its own answers (mean over 3 seeds" in md
+    # lost at sft/epoch-1: 2, 1, 3 of 6 in the three seeds (1 leakage each, the rest genuine)
+    assert e1["lost"] == {"format": 0.0, "leakage": 1.0, "collapse": 0.0, "genuine": 1.0}
+    assert "| sft / epoch-1 | 0.0 | 1.0 | 0.0 | 1.0 | 2.0 |" in md
 
 
 def test_a_run_missing_in_one_seed_is_one_clear_line(tmp_path):

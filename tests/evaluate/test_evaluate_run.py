@@ -189,6 +189,10 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
     assert d1["fisher"] > 0 and d2["fisher"] == pytest.approx(4 * d1["fisher"], rel=1e-3)
     assert m["fisher"]["examples"] == 3
 
+    # lost suite items by cause: "\boxed{nope}" for a gold the base had is a plain wrong answer
+    assert e1["lost"] == {"format": 0, "leakage": 0, "collapse": 0, "genuine": 1}
+    assert e2["lost"] == {"format": 0, "leakage": 0, "collapse": 0, "genuine": 2}
+
     # KL along the base's own answers (real decoding): 3 suite prompts + 1 chat prompt; the
     # final norm moves twice as far at epoch-2, so its answers drift more
     k1, k2 = e1["kl"], e2["kl"]

@@ -100,6 +100,8 @@ def test_report_written_with_plots(tmp_path):
     assert ci["mean"] == pytest.approx(0.025) and 0.01 <= ci["lo"] < 0.025 < ci["hi"] <= 0.04
     assert f"| sft / epoch-1 | 0.0250 [{ci['lo']:.4f}, {ci['hi']:.4f}] | -0.1000 [" in md
     assert "| 4 | 20 |" in md
+    assert "| model | format | leakage | collapse | genuine | lost |" in md
+    assert "| sft / epoch-3 | 0 | 1 | 0 | 4 | 5 |" in md  # kept 1 of 6
     assert "![KL over training](kl.png)" in md
     saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     plots = {"nll_cdf": "nll_cdf.png", "tradeoff": "tradeoff.png", "kl": "kl.png"}
