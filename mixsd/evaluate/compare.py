@@ -321,9 +321,9 @@ def _cell(x: dict | None) -> str:
     return f"{100 * x['mean']:.1f}% [{100 * x['lo']:.1f}, {100 * x['hi']:.1f}]"
 
 
-def _reached(x: dict, n: int) -> str:
+def _reached(x: dict, n: int, point: str) -> str:
     if x["mean"] is None:
-        return f"not reached (0/{n})"
+        return f"{'no first peak' if point == 'first_peak' else 'not reached'} (0/{n})"
     return f"{_cell(x)} ({x['reached']}/{n})"
 
 
