@@ -50,28 +50,31 @@ def compare(report_dirs: list, out: str | Path, control: str = "sft") -> Path:
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    curves = {
-        run: [c for c in result["checkpoints"] if c["run"] == run and c["retention"]]
-        for run in seeds[0]["runs"]
-    }
-    base_train = [s["base"]["memorization"].get("train") for s in seeds]
-    result["plots"] = {}
-    if None not in base_train and any(curves.values()):
-        path = plot_tradeoff_seeds(
-            curves, result["matched"], float(np.mean(base_train)), len(seeds), out / "tradeoff.png"
-        )
-        result["plots"]["tradeoff"] = path.name
-    kl = {
-        run: [(c["checkpoint"], c["kl"]["kl"]) for c in result["checkpoints"] if c["run"] == run]
-        for run in seeds[0]["runs"]
-        if any("kl" in c for c in result["checkpoints"] if c["run"] == run)
-    }
-    if kl:
-        subtitle = f"mean over {len(seeds)} seeds; CI over seeds x prompts"
-        result["plots"]["kl"] = plot_kl(kl, out / "kl.png", subtitle).name
+    result["plots"] = _plots(result, seeds[0]["base"], out)
     write_atomic(out / "compare.md", render_compare(result))
     write_atomic(out / "compare.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return out
+
+
+def _plots(result: dict, base: dict, out: Path) -> dict[str, str]:
+    """Draw the trade-off (needs a `train` split and a retention) and KL-over-training plots
+    into `out`; `{name: PNG file name}`."""
+    plots = {}
+    ckpts, n = result["checkpoints"], len(result["seeds"])
+    runs = list(dict.fromkeys(c["run"] for c in ckpts))
+    curves = {run: [c for c in ckpts if c["run"] == run and c["retention"]] for run in runs}
+    if "train" in base["memorization"] and any(curves.values()):
+        train = base["memorization"]["train"]  # the same in every seed (check_seeds)
+        plots["tradeoff"] = plot_tradeoff_seeds(
+            curves, result["matched"], train, n, out / "tradeoff.png"
+        ).name
+    kl = {run: [(c["checkpoint"], c["kl"]["kl"]) for c in ckpts if c["run"] == run and "kl" in c]
+          for run in runs}  # fmt: skip
+    kl = {run: points for run, points in kl.items() if points}
+    if kl:
+        subtitle = f"mean over {n} seeds; CI over seeds x prompts"
+        plots["kl"] = plot_kl(kl, out / "kl.png", subtitle).name
+    return plots
 
 
 def load_metrics(report_dir: str | Path) -> dict:
@@ -259,7 +262,7 @@ def render_compare(r: dict) -> str:
         "(their spread only; each seed's item CI is in its own report).",
         "",
     ]
-    body = [[run] + [_reached(m[p], n) for p in POINTS] for run, m in r["matched"].items()]
+    body = [[run] + [_reached(m[p], n, p) for p in POINTS] for run, m in r["matched"].items()]
     lines += _table(header, body)
     if r["differences"]:
         lines += [
