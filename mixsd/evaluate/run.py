@@ -47,6 +47,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     groups = _question_groups(cfg)  # cheap checks first: a bad path fails in a second
     incomplete = _incomplete_sets(cfg)
     checkpoints = resolve_models(cfg.models)
+    kinds = {Path(p).name: run_kind(p) for p in cfg.models}  # first-peak tolerance per run
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     tokenizer = load_tokenizer(cfg.base)
@@ -72,7 +73,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
         )
     for c in rows:
         c["retention"] = retention(c["items"]["suites"], base["items"]["suites"])
-    runs = summarize_runs(base, rows, {Path(p).name: run_kind(p) for p in cfg.models})
+    runs = summarize_runs(base, rows, kinds)
     if cfg.kl_prompts and rows:
         _kl_to_base(cfg, tokenizer, groups, rows, device, dtype)
     if base["suites"]:

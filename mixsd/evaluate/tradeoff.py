@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from mixsd.errors import MixsdError
 from mixsd.evaluate.stats import (
     MATCHED_ACCURACIES,
     authors_first_peak,
@@ -82,7 +83,10 @@ def run_kind(path: str | Path) -> str | None:
         return None
     if yaml.safe_load(config.read_text(encoding="utf-8"))["method"] == "opsd":
         return "opsd"
-    data = json.loads((path / "data.json").read_text(encoding="utf-8"))
+    data_file = path / "data.json"
+    if not data_file.is_file():
+        raise MixsdError(f"{path}: no data.json: cannot tell MixSD from SFT for the first peak")
+    data = json.loads(data_file.read_text(encoding="utf-8"))
     lams = [p["lam"] for parts in data.values() for p in parts]
     return "mixsd" if any(lam is not None and lam > 0 for lam in lams) else "sft"
 

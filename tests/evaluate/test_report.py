@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from handmade_metrics import metrics as handmade
 
+from mixsd.errors import MixsdError
 from mixsd.evaluate.report import write_report
 from mixsd.evaluate.stats import curves, retention_at
 from mixsd.evaluate.tradeoff import retention, run_kind, with_ci
@@ -147,3 +148,6 @@ def test_run_kind_from_the_run_dir(tmp_path):
     assert run_kind(_run_dir(tmp_path / "opsd", "opsd", [])) == "opsd"
     (tmp_path / "hf").mkdir()
     assert run_kind(tmp_path / "hf") is None
+    (tmp_path / "sft" / "data.json").unlink()
+    with pytest.raises(MixsdError, match="no data.json: cannot tell MixSD from SFT"):
+        run_kind(tmp_path / "sft")
