@@ -151,3 +151,28 @@ def test_run_kind_from_the_run_dir(tmp_path):
     (tmp_path / "sft" / "data.json").unlink()
     with pytest.raises(MixsdError, match="no data.json: cannot tell MixSD from SFT"):
         run_kind(tmp_path / "sft")
+
+
+def test_the_tolerance_of_each_run_comes_from_its_data(tmp_path):
+    """Training accuracy 10, 50, 48, 90%: a 2-point dip is SFT's first peak (tolerance 0) but
+    not a MixSD run's (5 points: its fallback is the last checkpoint)."""
+    from handmade_metrics import entry
+
+    from mixsd.evaluate.tradeoff import summarize_runs
+
+    def row(run, k, right):
+        flags = {"train": "1" * right + "0" * (50 - right), "paraphrase": "0", "gsm8k": "1100",
+                 "known": "11110"}  # fmt: skip
+        c = {"run": run, "checkpoint": f"epoch-{k}", **entry(flags)}
+        c["retention"] = retention(c["items"]["suites"], base["items"]["suites"])
+        return c
+
+    base = entry({"train": "0" * 50, "paraphrase": "0", "gsm8k": "1100", "known": "11110"})
+    kinds = {
+        "mix": run_kind(_run_dir(tmp_path / "mix", "nll", [0.3])),
+        "sft": run_kind(_run_dir(tmp_path / "sft", "nll", [None])),
+    }
+    rows = [row(run, k, n) for run in kinds for k, n in enumerate((5, 25, 24, 45), start=1)]
+    runs = summarize_runs(base, rows, kinds)
+    assert (runs["sft"]["tolerance"], runs["sft"]["first_peak"]) == (0.0, "epoch-2")
+    assert (runs["mix"]["tolerance"], runs["mix"]["first_peak"]) == (5.0, "epoch-4")
