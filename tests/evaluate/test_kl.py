@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mixsd.evaluate.kl import (
+    KLProbe,
     base_answers,
     coarse_kl,
     coarsen,
@@ -119,6 +120,7 @@ def test_empty_answers_are_left_out(tiny_model, setup):
     full = kl_to_base(tiny_model, perturbed, prompts, answers, batch_size=3)
     holed = kl_to_base(tiny_model, perturbed, prompts, [answers[0], [], *answers[2:]], batch_size=3)
     assert holed["prompts"] == 4 and holed["tokens"] == full["tokens"] - len(answers[1])
+    assert holed["per_prompt"]["index"] == [0, 2, 3, 4]
     kept = [v for i, v in enumerate(full["per_prompt"]["kl"]) if i != 1]
     np.testing.assert_allclose(holed["per_prompt"]["kl"], kept, atol=1e-6)
 
@@ -126,3 +128,17 @@ def test_empty_answers_are_left_out(tiny_model, setup):
 def test_chat_prompts_are_many_and_distinct():
     prompts = load_chat_prompts()
     assert len(prompts) >= 50 and len(set(prompts)) == len(prompts)
+
+
+def test_probe_scores_model_dirs_like_kl_to_base(
+    tiny_model_dir, tiny_tokenizer, tiny_model, setup, tmp_path
+):
+    prompts, answers, perturbed = setup
+    perturbed.save_pretrained(tmp_path / "perturbed")
+    probe = KLProbe(tiny_model_dir, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=2)
+    assert probe.view.answers_ids == answers
+    assert probe(tiny_model_dir)["kl"] == pytest.approx(0.0, abs=1e-6)
+    want = kl_to_base(tiny_model, perturbed, prompts, answers, batch_size=2)
+    got = probe(tmp_path / "perturbed")
+    assert got["kl"] == pytest.approx(want["kl"], rel=1e-5)
+    assert got["delta_loglik"] == pytest.approx(want["delta_loglik"], rel=1e-5)
