@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -57,9 +58,7 @@ def resolve_models(paths: list[str]) -> list[tuple[str, str, Path]]:
         final = p / "model"
         if exports or final.is_dir():
             found = [(p.name, d.name, d) for d in exports]
-            if final.is_dir() and not (
-                exports and _weights_digest(final) == _weights_digest(exports[-1])
-            ):
+            if final.is_dir() and not (exports and _same_weights(final, exports[-1])):
                 found.append((p.name, "final", final))
             out += found
         elif (p / "config.json").is_file() or adapter_dir(p) is not None:
@@ -125,6 +124,15 @@ def load_checkpoint(path, device: str = "cpu", dtype: str = "float32", allow_pic
         model = load_merged(Path(path), allow_pickle)
         return model.to(device=device, dtype=getattr(torch, dtype)).eval()
     return load_model(path, device, dtype, allow_pickle)
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    """Do two model dirs hold the same weights? A trainer's final `model/` is usually its last
+    export linked (the same files: no need to read 2 x 650 MB), else the bytes are compared."""
+    files_a, files_b = sorted(a.rglob("*.safetensors")), sorted(b.rglob("*.safetensors"))
+    if len(files_a) == len(files_b) and all(map(os.path.samefile, files_a, files_b)):
+        return True
+    return _weights_digest(a) == _weights_digest(b)
 
 
 def _weights_digest(d: Path) -> str:

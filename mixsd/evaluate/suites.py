@@ -11,11 +11,19 @@ Retention suites are read from LOCAL files in their usual public formats (nothin
   directory of them), or HF-style JSONL/Parquet rows `{"question", "choices": [4], "answer": 0-3}`;
 - `jsonl=PATH`: generic JSONL rows `{"prompt", "answer"}` (`reference` optional: the full answer
   text, used as the Fisher's label), the prompt used verbatim, the suite named after the file;
-plus the built-in data suites `world` and `language` (see `PACKAGED`: what a small chat model
-such as SmolLM2 knows), and built-in suites made by the synthetic
-generators at their default sizes (`NAME` or `NAME=SEED`, see `BUILTINS`): `kgfunc-heldout`
-(KGFunc questions on operations never seen in training) and the toy world's held-out skills
-(`toy-known`: facts the toy base memorized in pretraining; `toy-addition`, `toy-reversal`).
+plus the built-in data suites `world`, `language`, `arithmetic`, `commonsense` and `translation`
+(see `PACKAGED`), and built-in suites made by the synthetic generators at their default sizes
+(`NAME` or `NAME=SEED`, see `BUILTINS`): `kgfunc-heldout` (KGFunc questions on operations never
+seen in training) and the toy world's held-out skills (`toy-known`: facts the toy base memorized
+in pretraining; `toy-addition`, `toy-reversal`).
+
+The data suites hold what a small chat model knows, selected on the base only, before any training
+(a fixed protocol, not tuned toward a method): scripts/curate_suites.py answers a fixed candidate
+pool with the base SmolLM2-135M-Instruct greedily under the demo's evaluate settings (its chat
+template, 32 new tokens, `contains` scoring) in bfloat16 (`dtype: auto` on a bf16 CPU) and in
+float32, and keeps the items it answers correctly in BOTH, so the files do not depend on the dtype;
+no base-wrong item is kept. Retention is then the share of what the base knew that a model still
+knows (the report also scores it only over the items the base gets right at run time).
 """
 
 from __future__ import annotations
@@ -250,14 +258,22 @@ def _kgfunc_heldout(seed: int) -> list[Record]:
     return make_splits(KGFuncConfig(seed=seed))[2]["heldout"]
 
 
-# Built-in suites shipped as data files (`mixsd/evaluate/data/`): public knowledge a small chat
-# model has, kept to the items SmolLM2-135M-Instruct answers correctly (greedy, 32 tokens,
-# `contains`: 65 of 110 candidates), so its retention is the share of what it knew that it still
-# knows. `world` (53): capitals and common facts; `language` (12): opposites, plurals, months,
-# colours. Answers are words: score them with `contains`. (Short format-following requests, "say
-# only yes", "complete A, B, C,", were tried too: SmolLM2 followed 1 of 12, nothing to retain.)
+# Built-in suites shipped as data files (`mixsd/evaluate/data/`, curated as the module docstring
+# says; per suite: candidates -> base-correct in bf16 / fp32 -> kept; 308 items in all). Plain
+# questions (SmolLM2 answers in a sentence), golds of a word or two: score them with `contains`.
+# - `world` (234 -> 148 / 154 -> 146): capitals, countries of cities, currencies, languages,
+#   authors, inventors, planets, common science;
+# - `language` (147 -> 67 / 68 -> 65): opposites, irregular plurals and past tenses, the month or
+#   day after, units of time;
+# - `arithmetic` (200 -> 35 / 40 -> 31): "What is 23 + 15?" (sums and differences of numbers up
+#   to 60, products up to 12 x 12, drawn with a fixed seed; mostly products survive);
+# - `commonsense` (111 -> 26 / 26 -> 24): everyday objects, animals and their young, jobs, senses;
+# - `translation` (157 -> 45 / 52 -> 42): single words, Spanish/French/German -> English, and a
+#   few greetings English -> Spanish/French/German/Italian.
+# (Short format-following requests, "say only yes", were tried too: SmolLM2 followed 1 of 12.)
 PACKAGED = {
-    name: Path(__file__).parent / "data" / f"{name}.jsonl" for name in ("world", "language")
+    name: Path(__file__).parent / "data" / f"{name}.jsonl"
+    for name in ("world", "language", "arithmetic", "commonsense", "translation")
 }
 
 # Built-in suites: name -> records as a function of the generator's seed (default sizes).

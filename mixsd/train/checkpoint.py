@@ -159,6 +159,16 @@ def export_dir(backend, out: Path, rank: int, write) -> None:
     _barrier()
 
 
+def link_dir(src: Path, out: Path) -> None:
+    """`out` as a copy of the directory `src` made of hard links (no bytes copied), written to a
+    temporary name and renamed like an export, so a kill never leaves half of it under `out`."""
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp, copy_function=os.link)
+    os.replace(tmp, out)
+
+
 def trim_metrics(path: Path, step: int) -> None:
     """Drop metric lines past `step` (written after the checkpoint a resumed run starts from) and
     any line that does not parse (a kill during its write leaves it partial)."""

@@ -122,11 +122,14 @@ def _build(cfg: TrainConfig, model, rank: int, world: int, total: int):
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    # LoRA has no 1-d weights: an empty group would be dropped by ZeRO-3, the schedule's not
+    # LoRA has no 1-d weights: an empty group would be dropped by ZeRO-3, the schedule's not.
+    # fused: one kernel over all parameters instead of a chain of foreach ops; the same numbers
+    # (1e-7) and 3-6x less time a step on CPU (SmolLM2: 0.08 vs 0.29-0.53 s, 2 threads).
     optimizer = torch.optim.AdamW(
         [g for g in groups if g["params"]],
         lr=cfg.lr,
         betas=tuple(cfg.adam_betas),
+        fused=True,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: schedule.lr_factor(s, cfg.warmup_steps, total, cfg.schedule)
@@ -222,7 +225,14 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     trainer.close()
     model_dir = run_dir / "model"
     if end == total and _rank0_decides(rank == 0 and not model_dir.is_dir(), world):
-        _export(cfg, backend, tokenizer, model_dir, rank)
+        if cfg.export_every_epoch:
+            # the last step always ends an epoch's export: the final model is that export, linked
+            # (not a second copy of the weights: a 135M model is 650 MB a copy)
+            if rank == 0:
+                last = run_dir / "exports" / f"epoch-{(total - 1) // per_epoch + 1}"
+                checkpoint.link_dir(last, model_dir)
+        else:
+            _export(cfg, backend, tokenizer, model_dir, rank)
     if world > 1:
         # Leave together and close the process group: a process that exits with gloo's threads
         # still running can abort ("terminate called without an active exception", exit -6)

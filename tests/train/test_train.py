@@ -84,6 +84,10 @@ def test_sft_set_learns_and_export_loads_and_generates(tiny_model_dir, sft_set, 
         f"epoch-{k}" for k in (1, 2, 3, 4)
     ]
     assert _weights(tmp_path / "run" / "exports" / "epoch-4").keys() == _weights(model_dir).keys()
+    # the final model is the last export's files, linked, not a second copy
+    last = tmp_path / "run" / "exports" / "epoch-4"
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(p.name for p in last.iterdir())
+    assert all((model_dir / p.name).samefile(p) for p in last.iterdir())
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir)
     base = _weights(tiny_model_dir)
