@@ -22,6 +22,7 @@ KINDS = {
     "target set": (MANIFEST,),
     "run": ("config.yaml", "checkpoints", "metrics.jsonl"),
     "report": ("metrics.json", "report.md", "predictions.jsonl"),
+    "compare": ("compare.json", "compare.md"),
     "corpus": ("train.jsonl",),
     "model": ("config.json",),
     "toy model": ("config.json", "world"),  # `world/` is written first: a killed build resumes

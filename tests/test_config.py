@@ -211,7 +211,7 @@ def test_every_float_option_must_be_finite(cls, name, value):
 
 def test_float_fields_found():
     names = {n for _, n in _float_fields()}
-    assert {"temperature", "top_p", "lam", "lr", "peak_tolerance"} <= names
+    assert {"temperature", "top_p", "lam", "lr"} <= names
 
 
 def test_nan_in_yaml_is_refused(tmp_path):

@@ -32,6 +32,9 @@ app.command("train", help="Fine-tune on target sets (plain PyTorch or DeepSpeed 
 app.command("evaluate", help="Memorization vs retention, target NLL, Fisher drift, report.")(
     evaluate.evaluate
 )
+app.command(
+    "compare", help="The same runs over seeds: means, CIs, matched accuracy, paired tests."
+)(evaluate.compare)
 
 
 def main() -> None:

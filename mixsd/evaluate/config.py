@@ -21,8 +21,9 @@ class EvaluateConfig:
     suites: held-out suites, `FORMAT=PATH` (gsm8k, math500, mmlu, jsonl) or a built-in name.
     limit: at most this many examples per memorization split, suite and target-set λ (0 = all).
     fisher_examples: held-out examples (from the suites) for the base's diagonal Fisher (0 = off).
-    peak_tolerance: accuracy points (of 100) the next checkpoint may gain over a new maximum that
-    is still the run's first peak (`scoring.first_peak`; the authors use 5 for mixed targets).
+    kl_prompts: held-out prompts (round-robin over the suites and `mixsd.evaluate.kl`'s chat
+    prompts) along whose base greedy answers each checkpoint's KL(base || model) is measured
+    (0 = off: it costs the base's answers plus one forward per checkpoint).
     """
 
     base: str = option(help="The base model (HF dir).")
@@ -45,8 +46,9 @@ class EvaluateConfig:
         ["boxed", "number"], "Answer extraction, in order: boxed,number,contains."
     )
     fisher_examples: int = option(64, "Held-out examples for the base's Fisher (0 = off).")
-    peak_tolerance: float = option(
-        0.0, "First peak: accuracy points a next gain may have (mixed targets: 5)."
+    kl_prompts: int = option(
+        0,
+        "Held-out prompts (suites + chat) for KL(base||model) along the base's answers (0 = off).",
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     dtype: str = option(
@@ -67,12 +69,10 @@ class EvaluateConfig:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0 (0 = all), got {self.limit}")
+        if self.kl_prompts < 0:
+            raise ValueError(f"kl_prompts must be >= 0 (0 = off), got {self.kl_prompts}")
         if self.fisher_examples < 0:
             raise ValueError(f"fisher_examples must be >= 0 (0 = off), got {self.fisher_examples}")
-        if not 0.0 <= self.peak_tolerance <= 100.0:
-            raise ValueError(
-                f"peak_tolerance must be in [0, 100] points, got {self.peak_tolerance}"
-            )
         self.answer_methods = check_methods(self.answer_methods)
         self.report_to = check_report_to(self.report_to)
         if self.dtype not in DTYPES:

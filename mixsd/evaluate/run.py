@@ -24,8 +24,16 @@ from mixsd.evaluate.checkpoints import (
 )
 from mixsd.evaluate.config import EvaluateConfig
 from mixsd.evaluate.report import FISHER_NOTE, write_report
-from mixsd.evaluate.scoring import accuracy, first_peak, retention, score
+from mixsd.evaluate.scoring import accuracy, score
 from mixsd.evaluate.suites import Suite, load_input, load_suite, memorization_splits
+from mixsd.evaluate.tradeoff import (
+    accuracy_cis,
+    flags_text,
+    retention,
+    run_kind,
+    summarize_runs,
+    with_ci,
+)
 from mixsd.io import atomic_file
 from mixsd.modeling import resolve_device, resolve_dtype
 from mixsd.outputs import check_output
@@ -39,6 +47,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     groups = _question_groups(cfg)  # cheap checks first: a bad path fails in a second
     incomplete = _incomplete_sets(cfg)
     checkpoints = resolve_models(cfg.models)
+    kinds = {Path(p).name: run_kind(p) for p in cfg.models}  # first-peak tolerance per run
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     tokenizer = load_tokenizer(cfg.base)
@@ -52,7 +61,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     rows = []
     shares = {Path(p).name: replaced_share(p) for p in cfg.models}  # labels are dir names
     for run, name, path in track(checkpoints, "checkpoints", "model"):
-        label = f"{run}/{name}" if name else run
+        label = _label(run, name)
         rows.append(
             {
                 "run": run,
@@ -63,8 +72,14 @@ def evaluate(cfg: EvaluateConfig) -> Path:
             }
         )
     for c in rows:
-        c["retention"] = retention(c["suites"], base["suites"])
-    _mark_first_peaks(rows, cfg.peak_tolerance)
+        c["retention"] = retention(c["items"]["suites"], base["items"]["suites"])
+    runs = summarize_runs(base, rows, kinds)
+    if cfg.kl_prompts and rows:
+        _kl_to_base(cfg, tokenizer, groups, rows, device, dtype)
+    if base["suites"]:
+        lost = _lost_items(groups, answer.predictions)
+        for c in rows:
+            c["lost"] = lost[_label(c["run"], c["checkpoint"])]
     nll_values, fisher_info = _nll_and_drift(cfg, tokenizer, groups, rows, device, dtype)
 
     from mixsd.evaluate.nll import summarize
@@ -72,6 +87,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     metrics = {
         "base": base,
         "checkpoints": rows,
+        "runs": runs,
         "nll": {k: summarize(v) for k, v in nll_values.items()},
         "fisher": fisher_info,
         "counts": {
@@ -89,6 +105,11 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     return out
 
 
+def _label(run: str, checkpoint: str) -> str:
+    """A model's name in `predictions.jsonl`: `run/checkpoint`, or the dir name of an HF dir."""
+    return f"{run}/{checkpoint}" if checkpoint else run
+
+
 class _Answerer:
     """Greedy closed-book answers of one model to every question group, scored per group;
     each answer is also kept as a prediction line (`predictions.jsonl`)."""
@@ -99,7 +120,9 @@ class _Answerer:
         self.predictions: list[dict] = []
 
     def __call__(self, label: str, path: str) -> dict:
-        """`{"memorization": {split: accuracy}, "suites": {suite: accuracy}}` of the model."""
+        """`{"memorization": {split: accuracy}, "strict": {split: accuracy under the strict
+        check}, "suites": {suite: accuracy}, "items": {kind: {group: flags text}}, "ci": {kind:
+        {group: [lo, hi]}}}` of the model."""
         cfg = self.cfg
         texts = greedy_answers(
             path,
@@ -110,13 +133,21 @@ class _Answerer:
             self.dtype,
             cfg.allow_pickle,
         )
-        result: dict = {"memorization": {}, "suites": {}}
+        result: dict = {"memorization": {}, "strict": {}, "suites": {}}
+        items: dict = {"memorization": {}, "strict": {}, "suites": {}}
         at = 0
         for g in self.groups:
             mine, at = texts[at : at + len(g.records)], at + len(g.records)
             golds = [r.gold for r in g.records]
             flags = score(mine, golds, tuple(cfg.answer_methods), g.multiple_choice)
             result[g.kind][g.name] = accuracy(flags)
+            items[g.kind][g.name] = flags_text(flags)
+            if g.kind == "memorization":
+                # the same answers under the strict check too: `contains` counts "does not
+                # actually have a pet lizard" for "lizard"
+                strict = score(mine, golds, ("strict",))
+                result["strict"][g.name] = accuracy(strict)
+                items["strict"][g.name] = flags_text(strict)
             self.predictions.extend(
                 {
                     "model": label,
@@ -128,7 +159,7 @@ class _Answerer:
                 }
                 for r, t, f in zip(g.records, mine, flags, strict=True)
             )
-        return result
+        return {**result, "items": items, "ci": accuracy_cis(items)}
 
 
 def _nll_and_drift(
@@ -204,20 +235,14 @@ def _incomplete_sets(cfg: EvaluateConfig) -> dict[str, list[str]]:
     return {t: problems for t, problems in found.items() if problems}
 
 
-def _mark_first_peaks(rows: list[dict], tolerance: float) -> None:
-    for run in dict.fromkeys(c["run"] for c in rows):
-        mine = [c for c in rows if c["run"] == run]
-        for c in mine:
-            c["first_peak"] = False
-        if len(mine) > 1 and all("train" in c["memorization"] for c in mine):
-            points = [100 * c["memorization"]["train"] for c in mine]
-            mine[first_peak(points, tolerance)]["first_peak"] = True
+def _round_robin(lists: list[list]) -> list:
+    """The items of `lists` interleaved: the first of each, then the second of each, ..."""
+    return [x[i] for i in range(max(map(len, lists), default=0)) for x in lists if i < len(x)]
 
 
 def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list[int], list[int]]]:
     """Up to `n` held-out (prompt ids, reference ids), taken round-robin over the suites."""
-    suites = [g.records for g in groups if g.kind == "suites"]
-    picked = [s[i] for i in range(max(map(len, suites), default=0)) for s in suites if i < len(s)]
+    picked = _round_robin([g.records for g in groups if g.kind == "suites"])
     return [
         (
             templates.render_user_turn(tokenizer, r.prompt),
@@ -225,6 +250,40 @@ def _fisher_examples(tokenizer, groups: list[_Group], n: int) -> list[tuple[list
         )
         for r in picked[:n]
     ]
+
+
+def _lost_items(groups: list[_Group], predictions: list[dict]) -> dict[str, dict[str, int]]:
+    """Per model label: its lost suite items (the base right, the model wrong) counted by cause
+    (`mixsd.evaluate.taxonomy`); leakage looks for markers of the training facts (the `train`
+    split's answers, subjects and reference phrasing) that the base's own answers lack."""
+    from mixsd.evaluate.taxonomy import breakdown, injected_markers
+
+    suites = {g.name for g in groups if g.kind == "suites"}
+    train = [r for g in groups if (g.kind, g.name) == ("memorization", "train") for r in g.records]
+    facts = [
+        {"prompt": r.prompt, "reference": r.reference or "", "answer": r.gold,
+         "knowledge": r.knowledge or ""}
+        for r in train
+    ]  # fmt: skip
+    base = [p["output"] for p in predictions if p["model"] == "base" and p["group"] in suites]
+    return breakdown(predictions, suites, injected_markers(facts, base))
+
+
+def _kl_to_base(cfg, tokenizer, groups: list[_Group], rows: list[dict], device, dtype) -> None:
+    """Each checkpoint's KL(base || model) and log-likelihood change along the base's greedy
+    answers to `cfg.kl_prompts` held-out prompts (round-robin over the suites and the general chat
+    prompts), with CIs over prompts; written into `rows` (`kl`)."""
+    from mixsd.evaluate.kl import KLProbe, load_chat_prompts
+
+    suites = [[r.prompt for r in g.records] for g in groups if g.kind == "suites"]
+    picked = _round_robin([*suites, load_chat_prompts()])[: cfg.kl_prompts]
+    prompts = [templates.render_user_turn(tokenizer, p) for p in picked]
+    probe = KLProbe(cfg.base, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size, device,
+                    dtype, cfg.allow_pickle)  # fmt: skip
+    for c in track(rows, "kl", "model"):
+        found = probe(c["path"])
+        per = found["per_prompt"]
+        c["kl"] = {**found, "ci": {k: with_ci(per[k]) for k in ("kl", "delta_loglik")}}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

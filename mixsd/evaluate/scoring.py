@@ -1,4 +1,4 @@
-"""Scoring: closed-book accuracy by answer extraction, multiple-choice letters, retention ratios."""
+"""Scoring: closed-book accuracy by answer extraction, multiple-choice letters."""
 
 from __future__ import annotations
 
@@ -43,38 +43,3 @@ def accuracy(flags: list[bool]) -> float:
     if not flags:
         raise ValueError("accuracy of no examples")
     return sum(flags) / len(flags)
-
-
-def retention(model_acc: dict[str, float], base_acc: dict[str, float]) -> dict:
-    """Retention per suite = model accuracy / base accuracy, and their mean over suites.
-
-    A suite the base scores 0 on has no defined ratio (None): nothing was there to keep, and any
-    number would be arbitrary. It is left out of the average, which is None when no suite has one.
-    Returns `{"per_suite": {name: ratio | None}, "average": float | None}`.
-    """
-    per_suite = {
-        name: (model_acc[name] / base_acc[name] if base_acc[name] > 0 else None)
-        for name in base_acc
-    }
-    defined = [r for r in per_suite.values() if r is not None]
-    return {"per_suite": per_suite, "average": sum(defined) / len(defined) if defined else None}
-
-
-def first_peak(values: list[float], tolerance: float = 0.0) -> int:
-    """Index of the "first peak" of a training-accuracy curve over checkpoints (epoch order).
-
-    The authors' rule: the first index that is a new running maximum (above every earlier value;
-    index 0 is one) and is not exceeded by the next value by more than `tolerance` (same unit as
-    `values`; they use 5 points for mixed-target runs, whose curves creep up). The last running
-    maximum always qualifies, so there is one. [80, 60, 90] -> 0, [10, 50, 48, 90] -> 1,
-    [50, 50, 90] -> 0; with tolerance 5, [10, 50, 53, 90] -> 1 (a 3-point gain is no climb).
-    """
-    if not values:
-        raise ValueError("first peak of no checkpoints")
-    best = float("-inf")
-    for i, v in enumerate(values):
-        # 1e-9: accuracies are ratios, and 55 - 50 must not exceed a 5-point tolerance by rounding
-        if v > best and (i + 1 == len(values) or values[i + 1] <= v + tolerance + 1e-9):
-            return i
-        best = max(best, v)
-    raise AssertionError("unreachable: the last running maximum is a peak")

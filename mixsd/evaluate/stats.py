@@ -94,8 +94,7 @@ def authors_first_peak(values: list[float], tolerance: float) -> int:
     having fallen at least `tolerance` points below it (`peak_tolerance`); else the last index.
     [10, 50, 48, 90] -> 1 at tolerance 0 but 3 at 5 (a 2-point dip is no peak for a mixed run).
 
-    Not `scoring.first_peak`, which lets index 0 be the peak, lets the next checkpoint *gain* up
-    to `tolerance`, and falls back to the last running maximum: [80, 60, 90] -> 0 there, 2 here.
+    Index 0 is never the peak and the fallback is the last checkpoint: [80, 60, 90] -> 2.
     """
     if not values:
         raise MixsdError("first peak of no checkpoints")
@@ -155,10 +154,11 @@ def paired_difference(treatment, control, n_boot: int = 2000, seed: int = 0) -> 
 
 def curves(metrics: dict) -> dict[str, list[tuple[float, float]]]:
     """Per run in `metrics.json` (`mixsd evaluate`): [(training accuracy, retention)], the base
-    first (its retention is 1 by definition) then every checkpoint in training order."""
+    first (its retention is 1 by definition) then every checkpoint in training order; retention is
+    the pooled one (`mixsd.evaluate.tradeoff.retention`)."""
     out = {}
     base = (metrics["base"]["memorization"]["train"], 1.0)
     for c in metrics["checkpoints"]:
-        point = (c["memorization"]["train"], c["retention"]["average"])
+        point = (c["memorization"]["train"], c["retention"]["pooled"]["mean"])
         out.setdefault(c["run"], [base]).append(point)
     return out

@@ -20,7 +20,7 @@ def test_yaml_and_flags(tmp_path):
     assert cfg.suites == ["toy-known"] and cfg.limit == 5 and cfg.models == ["runs/a"]
     assert cfg.answer_methods == ["boxed", "contains"]
     yaml_cfg = load_config(EvaluateConfig, ROOT / "configs" / "evaluate.yaml")
-    assert (yaml_cfg.fisher_examples, yaml_cfg.peak_tolerance) == (64, 0.0)
+    assert (yaml_cfg.fisher_examples, yaml_cfg.limit) == (64, 0)
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ def test_yaml_and_flags(tmp_path):
         ({"answer_methods": ["boxed", "regex"]}, "answer_methods"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"limit": -1}, "limit must be >= 0"),
-        ({"peak_tolerance": -1}, "peak_tolerance must be in"),
+        ({"kl_prompts": -1}, "kl_prompts must be >= 0"),
         ({"dtype": "int8"}, "dtype"),
         ({"suites": None, "input": None}, "nothing to evaluate"),
     ],

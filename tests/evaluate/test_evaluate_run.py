@@ -41,6 +41,9 @@ def run_dir(tiny_model_dir, tmp_path_factory):
     for k in (1, 2):
         _perturbed(tiny_model_dir, run / "exports" / f"epoch-{k}", k)
     shutil.copytree(run / "exports" / "epoch-2", run / "model")  # final = last export: skipped
+    (run / "config.yaml").write_text("method: nll\n")  # an SFT run: first-peak tolerance 0
+    part = {"path": "lam=null/p.parquet", "lam": None, "rows": 3, "sha256": "0"}
+    (run / "data.json").write_text(json.dumps({"sets/sft": [part]}))
     return run
 
 
@@ -135,7 +138,7 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
         base=str(tiny_model_dir), out=str(tmp_path / "report"), models=[str(run_dir)],
         input=str(input_file), targets=[str(tmp_path / "set")], suites=[f"jsonl={suite}"],
         batch_size=2, max_new_tokens=6,
-        fisher_examples=3, device="cpu",
+        fisher_examples=3, kl_prompts=4, device="cpu",
     )  # fmt: skip
     out = evaluate(cfg)
     m = json.loads((out / "metrics.json").read_text())
@@ -147,12 +150,24 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
     assert (e1["checkpoint"], e2["checkpoint"]) == ("epoch-1", "epoch-2")
     assert e1["memorization"] == {"train": 0.5, "paraphrase": 0.0, "two_hop": 0.0}
     assert e2["memorization"] == {"train": 1.0, "paraphrase": 1.0, "two_hop": 0.0}
-    assert e1["retention"] == {
-        "per_suite": {"echo": pytest.approx(2 / 3)},
-        "average": pytest.approx(2 / 3),
+    # per-item flags, kept in metrics.json for `mixsd compare`
+    assert m["base"]["items"]["suites"] == {"echo": "111"}
+    assert e1["items"] == {
+        "memorization": {"train": "10", "paraphrase": "0", "two_hop": "0"},
+        "strict": {"train": "10", "paraphrase": "0", "two_hop": "0"},  # boxed: strict agrees
+        "suites": {"echo": "110"},
     }
-    assert e2["retention"]["average"] == pytest.approx(1 / 3)
+    assert e2["strict"] == {"train": 1.0, "paraphrase": 1.0, "two_hop": 0.0}
+    assert e1["retention"]["per_suite"]["echo"]["mean"] == pytest.approx(2 / 3)
+    assert e1["retention"]["pooled"]["mean"] == pytest.approx(2 / 3)
+    assert e2["retention"]["pooled"]["mean"] == pytest.approx(1 / 3)
     assert (e1["first_peak"], e2["first_peak"]) == (False, True)
+    # curve (0, 1) (0.5, 2/3) (1, 1/3): 80% lies 3/5 of the way from 0.5 to 1
+    run = m["runs"]["sft"]
+    assert (run["kind"], run["tolerance"], run["first_peak"]) == ("sft", 0.0, "epoch-2")
+    matched = {a: run["matched"][a]["mean"] for a in ("0.5", "0.8", "0.9", "first_peak")}
+    assert matched == pytest.approx({"0.5": 2 / 3, "0.8": 2 / 3 - 0.2, "0.9": 0.4,
+                                     "first_peak": 1 / 3})  # fmt: skip
     assert (e1["replaced_share"], e2["replaced_share"]) == (0.25, 0.25)
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 3 * 7
@@ -174,9 +189,24 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_tokenizer, run_dir, tmp_path, 
     assert d1["fisher"] > 0 and d2["fisher"] == pytest.approx(4 * d1["fisher"], rel=1e-3)
     assert m["fisher"]["examples"] == 3
 
+    # lost suite items by cause: "\boxed{nope}" for a gold the base had is a plain wrong answer
+    assert e1["lost"] == {"format": 0, "leakage": 0, "collapse": 0, "genuine": 1}
+    assert e2["lost"] == {"format": 0, "leakage": 0, "collapse": 0, "genuine": 2}
+
+    # KL along the base's own answers (real decoding): 3 suite prompts + 1 chat prompt; the
+    # final norm moves twice as far at epoch-2, so its answers drift more
+    k1, k2 = e1["kl"], e2["kl"]
+    assert k1["prompts"] == 4 and len(k1["per_prompt"]["kl"]) == 4
+    assert 0 < k1["kl"] < k2["kl"]
+    assert k1["ci"]["kl"]["mean"] == pytest.approx(np.mean(k1["per_prompt"]["kl"]))
+    assert k1["ci"]["kl"]["lo"] <= k1["ci"]["kl"]["mean"] <= k1["ci"]["kl"]["hi"]
+
     md = (out / "report.md").read_text()
-    assert "| sft (25% on references) / epoch-2 ★ | 100.0% | 100.0% | 0.0% |" in md
-    for png in ("nll_cdf.png", "tradeoff.png"):
+    assert (
+        "| sft (25% on references) / epoch-2 ★ | 100.0% [100.0, 100.0] | 100.0% [100.0, 100.0] "
+        "| 0.0% [0.0, 0.0] |"
+    ) in md
+    for png in ("nll_cdf.png", "tradeoff.png", "kl.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in md
 
 

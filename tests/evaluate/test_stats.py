@@ -145,7 +145,7 @@ def test_curves_from_metrics_put_the_base_first():
     row = lambda run, acc, ret: {  # noqa: E731
         "run": run,
         "memorization": {"train": acc},
-        "retention": {"average": ret},
+        "retention": {"pooled": {"mean": ret}},
     }
     metrics = {
         "base": {"memorization": {"train": 0.05}},
