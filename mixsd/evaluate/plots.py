@@ -72,6 +72,15 @@ def plot_tradeoff(
             if p["first_peak"]:
                 ax.scatter([p["train_acc"]], [p["retention"]], s=170, facecolors="none",
                            edgecolors=c, linewidths=2, zorder=4)  # fmt: skip
+    _tradeoff_axes(ax, base_train_acc, "Memorization vs retention, every checkpoint")
+    try:
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def _tradeoff_axes(ax, base_train_acc: float | None, title: str) -> None:
+    """What both trade-off plots share: the base's cross, the first-peak legend entry, labels."""
     if base_train_acc is not None:
         ax.scatter([base_train_acc], [1.0], marker="x", color="black", s=60, label="base", zorder=5)
     ax.scatter(
@@ -79,14 +88,10 @@ def plot_tradeoff(
     )
     ax.set_xlabel("training accuracy (closed book, T=0)")
     ax.set_ylabel("retention (of the items the base answers correctly)")
-    ax.set_title("Memorization vs retention, every checkpoint")
+    ax.set_title(title)
     ax.set_xlim(-0.03, 1.03)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    try:
-        return _save(fig, Path(path))
-    finally:
-        plt.close(fig)
 
 
 def plot_tradeoff_seeds(
@@ -119,16 +124,9 @@ def plot_tradeoff_seeds(
         if peak["mean"] is not None:
             ax.scatter([peak["train"]], [peak["mean"]], s=170, facecolors="none",
                        edgecolors=c, linewidths=2, zorder=4)  # fmt: skip
-    ax.scatter([base_train_acc], [1.0], marker="x", color="black", s=60, label="base", zorder=5)
-    ax.scatter(
-        [], [], s=170, facecolors="none", edgecolors="gray", linewidths=2, label="first peak"
+    _tradeoff_axes(
+        ax, base_train_acc, f"Memorization vs retention, mean over {n_seeds} seeds (95% CI bars)"
     )
-    ax.set_xlabel("training accuracy (closed book, T=0)")
-    ax.set_ylabel("retention (of the items the base answers correctly)")
-    ax.set_title(f"Memorization vs retention, mean over {n_seeds} seeds (95% CI bars)")
-    ax.set_xlim(-0.03, 1.03)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
     try:
         return _save(fig, Path(path))
     finally:
