@@ -4,7 +4,8 @@
 # evaluation and report format, on one seed, the facts with everyday-word answers
 # (configs/demo/facts.jsonl), SFT and MixSD λ 0.3, 4 epochs (an export each) -> reports/demo/
 # (words/seed<SEED>/report.md: the run's curves with CIs over items; words/compare.md).
-# Overrides: SEED, RUNS (e.g. "sft mixsd-0.3 opsd"), EPOCHS, WORK, REPORTS, and those of
+# The runs' weights are kept (PRUNE=0; ~6 GB), so `make demo-opsd` reuses them.
+# Overrides: SEED, RUNS (e.g. "sft mixsd-0.3 opsd"), EPOCHS, WORK, REPORTS, PRUNE, and those of
 # scripts/experiment.sh.
 set -euo pipefail
 
@@ -15,4 +16,5 @@ export FACTS=words=configs/demo/facts.jsonl
 export RUNS=${RUNS:-sft mixsd-0.3}
 export EPOCHS=${EPOCHS:-4}
 export LR_CHECK=
+export PRUNE=${PRUNE:-0}
 exec bash "$(dirname "$0")/experiment.sh"

@@ -167,6 +167,6 @@ done
 
 stage "done: $REPORTS/*/compare.md"
 for kind in "${KINDS[@]}"; do
-  printf '  %-30s %8s  (%d runs)\n' "$kind" "$(clock "${SPENT[$kind]}")" "${TIMES[$kind]}"
+  printf '  %-30s %8s  (x%d)\n' "$kind" "$(clock "${SPENT[$kind]}")" "${TIMES[$kind]}"
 done
 printf '  %-30s %8s\n' total "$(clock $((SECONDS - START)))"
