@@ -19,12 +19,17 @@
 # Disk: a full run is 1.6 GB of checkpoint (resume state) and 0.6 GB per export; a finished run's
 # checkpoints/ is deleted, and with PRUNE=1 (the default) so are its exports/ and model/ once
 # its seed's report is complete (metrics.json holds every number per item; the seed is then
-# skipped as a whole): ~30 GB at the peak (one seed's runs) instead of ~220 GB for everything.
+# skipped as a whole): ~25 GB at the peak (one seed's runs) instead of ~220 GB for everything.
 # Overrides: MIXSD (the command), MODEL_DIR (where SmolLM2 is built), CONF (configs), WORK (run
 # dirs), REPORTS, SEEDS, FACTS (NAME=FILE ...), RUNS (of sft mixsd-<λ> opsd sft-lora), EPOCHS (all
 # runs; empty: the configs'), LR_CHECK (empty: no sensitivity check), TRAIN_ARGS and EVAL_ARGS
 # (more flags for every train / evaluate, e.g. EVAL_ARGS="--limit 4 --suite world" for a smoke
-# test), PRUNE (0: keep every run's weights). `make demo` is this script's quick cut: one seed, the words, SFT and MixSD λ 0.3, 4 epochs.
+# test), PRUNE (0: keep every run's weights). `make demo` is this script's quick cut
+# (scripts/demo.sh): one seed, the words set, SFT and MixSD λ 0.3, 4 epochs.
+#
+# Time (estimated from the stage costs on 2 cores, bf16): ~20 min per facts set and seed
+# (evaluation ~12, training ~8: OPSD ~3, each other run ~75 s), ~8 min per LR check: ~2 h 20 min
+# for SEEDS="0 1 2", ~1 h for SEEDS=0.
 set -euo pipefail
 
 MIXSD=${MIXSD:-mixsd}
