@@ -1,5 +1,7 @@
 # mixsd: the pipeline as make targets. Every target that needs the environment creates it.
-#   make demo       MixSD vs SFT on SmolLM2-135M-Instruct, the whole pipeline (CPU, 2 cores)
+#   make demo       MixSD vs SFT on SmolLM2-135M-Instruct, the whole pipeline (CPU, 2 cores):
+#                   the experiment's quick cut (one seed, one facts set, two runs)
+#   make experiment SFT, MixSD λ 0.3/0.5, OPSD, SFT-LoRA over SEEDS and two facts sets, with CIs
 #   make demo-toy   the same on the embedded toy world (a pretrained 1.2M-param model)
 #   make demo-opsd  the demo with the OPSD baseline beside SFT and MixSD
 #   make test       the test suite (what CI runs)
@@ -40,7 +42,8 @@ STAMP := $(VENV)/.mixsd-installed
 PIN   := $(VENV)/torch-pin.txt
 MIXSD := $(BIN)/mixsd
 
-.PHONY: setup test lint data model smollm2 toy generate train evaluate demo demo-toy demo-opsd bench clean
+.PHONY: setup test lint data model smollm2 toy generate train evaluate demo demo-toy demo-opsd \
+  experiment bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -107,22 +110,23 @@ evaluate: $(STAMP)
 	$(MIXSD) evaluate --config configs/evaluate.yaml --base $(MODEL) --model $(RUN) \
 	  --input $(dir $(INPUT)) --targets $(TARGETS) --out $(REPORT)
 
-# ---- the whole claim: on SmolLM2 (demo), on the toy world (demo-toy) ------------------------------
+# ---- the whole claim: on SmolLM2 (experiment, demo), on the toy world (demo-toy) ---------------
+# every stage is skipped when its output is complete: rerun a killed target to continue it
+SEEDS ?= 0 1 2
+experiment: $(STAMP)
+	MIXSD=$(MIXSD) SEEDS="$(SEEDS)" MODEL_DIR=$(SMOLLM2) bash scripts/experiment.sh
+
 demo: $(STAMP)
 	MIXSD=$(MIXSD) SEED=$(SEED) MODEL_DIR=$(SMOLLM2) bash scripts/demo.sh
 
 demo-toy: $(STAMP)
 	MIXSD=$(MIXSD) SEED=$(SEED) bash scripts/demo_toy.sh
 
-# the demo with the OPSD baseline beside SFT and MixSD (same facts, epochs, steps, suites):
-# trains build/demo-opsd/runs/opsd, then the demo's runs (done once, shared) -> reports/demo-opsd
-OPSD_RUN := build/demo-opsd/runs/opsd
+# the demo with the OPSD baseline beside SFT and MixSD (same facts, budget, suites; the demo's
+# runs are shared) -> reports/demo-opsd
 demo-opsd: $(STAMP)
-	$(MIXSD) model smollm2 --out $(SMOLLM2)
-	$(MIXSD) train --config configs/demo/opsd.yaml --model $(SMOLLM2) \
-	  --input configs/demo/facts.jsonl --out $(OPSD_RUN) --seed $(SEED)
-	MIXSD=$(MIXSD) SEED=$(SEED) MODEL_DIR=$(SMOLLM2) REPORT=reports/demo-opsd \
-	  EXTRA_RUNS=$(OPSD_RUN) bash scripts/demo.sh
+	MIXSD=$(MIXSD) SEED=$(SEED) MODEL_DIR=$(SMOLLM2) RUNS="sft mixsd-0.3 opsd" \
+	  REPORTS=reports/demo-opsd bash scripts/demo.sh
 
 bench: $(STAMP) $(SMOLLM2)/mixsd-model.json
 	$(BIN)/python benchmarks/generate_bench.py --model $(SMOLLM2)
