@@ -16,9 +16,9 @@
 # Every stage is a `mixsd` command, skipped when its output is complete (a target set that
 # `mixsd targets validate` passes, a run's model/, a report's metrics.json, a compare.json newer
 # than the reports it compares), so a killed experiment continues where it stopped: rerun it.
-# Disk: a full run is 1.6 GB of checkpoint (resume state) and 0.6 GB per export; a finished run's
-# checkpoints/ is deleted, and with PRUNE=1 (the default) so are its exports/ and model/ once
-# its seed's report is complete (metrics.json holds every number per item; the seed is then
+# Disk: a run is 0.6 GB per export (model/ is the last export, linked); no resume state is written
+# (save_state: false: a killed run starts over, 1-3 min), and with PRUNE=1 (the default) a run's
+# exports/ and model/ are deleted once its seed's report is complete (metrics.json holds every number per item; the seed is then
 # skipped as a whole): ~25 GB at the peak (one seed's runs) instead of ~220 GB for everything.
 # Overrides: MIXSD (the command), MODEL_DIR (where SmolLM2 is built), CONF (configs), WORK (run
 # dirs), REPORTS, SEEDS, FACTS (NAME=FILE ...), RUNS (of sft mixsd-<λ> opsd sft-lora), EPOCHS (all
@@ -65,7 +65,7 @@ timed() {
 complete_set() { "$MIXSD" targets validate "$1" >/dev/null 2>&1; }
 
 # train KIND OUT SEED FILE [flags]: the run OUT of RUNS (named by its dir: sft, mixsd-0.3, ...)
-# unless OUT/model exists (a killed run resumes); its time counts as KIND's
+# unless OUT/model exists (a killed run starts over); its time counts as KIND's
 train() {
   local kind=$1 out=$2 seed=$3 file=$4 run=${2##*/}
   shift 4
@@ -84,7 +84,6 @@ train() {
   stage "train $run (seed $seed) -> $out"
   timed "$kind" "$MIXSD" train "${args[@]}" --model "$BASE" --out "$out" --seed "$seed" \
     ${EPOCHS:+--epochs "$EPOCHS"} "${TRAIN_EXTRA[@]}" "$@"
-  rm -rf "$out/checkpoints" # resume state of a finished run
 }
 
 # prune REPORT RUN_DIR...: with PRUNE=1, the weights of runs whose report is complete

@@ -25,6 +25,7 @@ NLL_ONLY = ("targets", "failed", "too_long", "allow_mostly_reference", "allow_in
 # says which weight files may load).
 RESUMABLE_CHANGES = (
     "save_every",
+    "save_state",
     "export_every_epoch",
     "recall_every_epoch",
     "recall_limit",
@@ -143,6 +144,11 @@ class TrainConfig:
     adam_betas: list[float] = option([0.9, 0.95], "AdamW betas, e.g. 0.9,0.95.")
     grad_clip: float = option(1.0, "Gradient-norm clip.")
     save_every: int = option(0, "Checkpoint every N steps (0: at epoch ends only).")
+    save_state: bool = option(
+        True,
+        "Write checkpoints (weights, AdamW moments, RNG: 12 bytes a parameter) to resume from; "
+        "--no-save-state: a killed run starts over (exports and model/ are still written).",
+    )
     export_every_epoch: bool = option(
         False, "HF dir per epoch in RUN/exports/epoch-<k>/, to pick the first peak."
     )
@@ -205,6 +211,8 @@ class TrainConfig:
         _one_of(self, "failed", FAILED)
         at_least(self, 1, "epochs", "batch_size", "nproc", "steps", "micro_batch_size", "max_len")
         at_least(self, 0, "warmup_steps", "save_every")
+        if self.save_every and not self.save_state:
+            raise ValueError("option 'save_every': checkpoints are off (save_state: false)")
         self.report_to = check_report_to(self.report_to)
         if not self.lr > 0:
             raise ValueError(f"option 'lr': expected a positive number, got {self.lr}")

@@ -288,7 +288,8 @@ class _Trainer:
         """Write RUN/config.yaml and RUN/data.json (`data`: what the run trains on, checked
         against the one there by `_check_data`), restore the latest checkpoint; the step reached."""
         if self.rank == 0:
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            ckpts = self.run_dir / "checkpoints"
+            (ckpts if self.cfg.save_state else self.run_dir).mkdir(parents=True, exist_ok=True)
             # Atomic: a resume parses them (`_check_resume`, `_check_data`), a kill must not leave
             # half of one.
             write_atomic(
@@ -358,7 +359,8 @@ class _Trainer:
             if rank == 0:
                 line = {"event": "recall", "step": done, "epoch": epoch + 1, "recall": recall}
                 self.log(line)
-        if (cfg.save_every and done % cfg.save_every == 0) or epoch_end or last:
+        due = (cfg.save_every and done % cfg.save_every == 0) or epoch_end or last
+        if due and cfg.save_state:
             checkpoint.save(self.run_dir, done, backend, rank)
 
     def log(self, record: dict) -> None:

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from mixsd.config import load_config
+from mixsd.errors import MixsdError
 from mixsd.train import TrainConfig, run
 
 
@@ -108,6 +109,20 @@ def test_mixsd_set_at_one_lambda_learns(tiny_model_dir, mixsd_set, tmp_path):
     assert data["examples"] == 16  # only λ=0.5 rows
     # ids 4, 9, 14 failed their answer check: by default trained on their reference
     assert (data["failed"], data["failed_policy"], data["replaced"]) == (3, "reference", 3)
+
+
+def test_no_save_state_writes_no_checkpoint_and_the_same_weights(tiny_model_dir, sft_set, tmp_path):
+    """--no-save-state: no resume state on disk, the same training (exports, final model)."""
+    kw = dict(epochs=2, export_every_epoch=True)
+    with_state = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "a", **kw))
+    without = run(_cfg(tiny_model_dir, [str(sft_set)], tmp_path / "b", save_state=False, **kw))
+    assert not (tmp_path / "b" / "checkpoints").exists()
+    assert (tmp_path / "a" / "checkpoints" / "latest").is_file()
+    assert sorted(p.name for p in (tmp_path / "b" / "exports").iterdir()) == ["epoch-1", "epoch-2"]
+    a, b = _weights(with_state), _weights(without)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(MixsdError, match="option 'save_every': checkpoints are off"):
+        _cfg(tiny_model_dir, [str(sft_set)], tmp_path / "c", save_state=False, save_every=2)
 
 
 def test_references_share_is_warned_and_recorded(tiny_model_dir, tiny_tokenizer, tmp_path, capsys):
