@@ -8,13 +8,13 @@
 #     per seed: MixSD targets (λ 0.3, 0.5, rejection sampling; generation seed = seed)
 #               -> train every run of RUNS (data order seed = seed; one budget, an export per
 #               epoch) -> mixsd evaluate over the seed's runs -> REPORTS/<facts>/seed<N>/
-#     mixsd compare over the seeds -> REPORTS/<facts>/compare.md (mean, CIs over seeds x items,
+#     mixsd compare over the seeds -> REPORTS/<facts>/compare/compare.md (mean, CIs over seeds x items,
 #     retention at matched training accuracy, MixSD - SFT paired over seeds)
 #     the LR sensitivity check: sft and mixsd-0.3 at LR_CHECK on the first seed
 #     -> REPORTS/<facts>/lr<LR_CHECK>/
 #
 # Every stage is a `mixsd` command, skipped when its output is complete (a target set that
-# `mixsd targets validate` passes, a run's model/, a report's metrics.json, a compare.json newer
+# `mixsd targets validate` passes, a run's model/, a report's metrics.json, a compare/compare.json newer
 # than the reports it compares), so a killed experiment continues where it stopped: rerun it.
 # Disk: a run is 0.6 GB per export (model/ is the last export, linked); no resume state is written
 # (save_state: false: a killed run starts over, 1-3 min), and with PRUNE=1 (the default) a run's
@@ -161,15 +161,16 @@ for entry in $FACTS; do
       prune "$OUT/lr$LR_CHECK" "${checks[@]}"
     fi
   fi
-  if [ -f "$OUT/compare.json" ] && ! find "${reports[@]/%//metrics.json}" -newer "$OUT/compare.json" | grep -q .; then
+  if [ -f "$OUT/compare/compare.json" ] &&
+    ! find "${reports[@]/%//metrics.json}" -newer "$OUT/compare/compare.json" | grep -q .; then
     stage "$NAME: compare: done, skipped"
   else
-    stage "$NAME: compare ${#reports[@]} seed(s) -> $OUT/compare.md"
-    timed compare "$MIXSD" compare "${reports[@]}" --out "$OUT" --control sft
+    stage "$NAME: compare ${#reports[@]} seed(s) -> $OUT/compare/compare.md"
+    timed compare "$MIXSD" compare "${reports[@]}" --out "$OUT/compare" --control sft
   fi
 done
 
-stage "done: $REPORTS/*/compare.md"
+stage "done: $REPORTS/*/compare/compare.md"
 for kind in "${KINDS[@]}"; do
   printf '  %-30s %8s  (x%d)\n' "$kind" "$(clock "${SPENT[$kind]}")" "${TIMES[$kind]}"
 done

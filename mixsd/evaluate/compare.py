@@ -231,7 +231,7 @@ def render_compare(r: dict) -> str:
     """compare.md: the tables of `compare.json`, the seed count in every header."""
     n = len(r["seeds"])
     lines = [f"# mixsd compare: {n} seeds", "", f"Base model: `{r['base']}`", ""]
-    lines += [f"- seed {i}: `{d}`" for i, d in enumerate(r["seeds"], start=1)]
+    lines += [f"- `{d}`" for d in r["seeds"]]
     lines += [
         "",
         "Retention: of the items the base answers correctly, the share the model still does "
