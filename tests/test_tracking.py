@@ -152,8 +152,10 @@ def test_evaluate_report_reaches_every_tracker(tracked):
     # every number of the report (no input set, no suites: no accuracies)
     want = {f"nll/sft/{k}": v for k, v in metrics["nll"]["sft"].items()}
     want["checkpoints/run-a/final/replaced_share"] = c["replaced_share"]
+    want["runs/run-a/tolerance"] = metrics["runs"]["run-a"]["tolerance"]  # its first-peak rule
     assert set(want) == {"nll/sft/tokens", "nll/sft/mean", "nll/sft/median", "nll/sft/p90",
-                         "checkpoints/run-a/final/replaced_share"}  # fmt: skip
+                         "checkpoints/run-a/final/replaced_share",
+                         "runs/run-a/tolerance"}  # fmt: skip
 
     tb = _tensorboard(report / "tensorboard")
     history = _wandb_history(report / "wandb")
