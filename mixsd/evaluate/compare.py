@@ -20,15 +20,16 @@ from mixsd.errors import MixsdError
 from mixsd.evaluate.plots import plot_kl, plot_tradeoff_seeds
 from mixsd.evaluate.stats import (
     MATCHED_ACCURACIES,
-    bootstrap_ci,
+    MATCHED_POINTS,
+    Curve,
     bootstrap_ci_seeds,
-    paired_difference,
+    bootstrap_matched,
+    replicate_ci,
+    sign_flip_p,
 )
 from mixsd.evaluate.tradeoff import flags_array, kept_items
 from mixsd.io import write_atomic
 from mixsd.outputs import check_output
-
-POINTS = (*(str(a) for a in MATCHED_ACCURACIES), "first_peak")  # keys of a run's `matched`
 
 
 def compare(report_dirs: list, out: str | Path, control: str = "sft") -> Path:
@@ -40,13 +41,14 @@ def compare(report_dirs: list, out: str | Path, control: str = "sft") -> Path:
     check_output(out, "compare", report_dirs)
     seeds = [load_metrics(d) for d in report_dirs]
     check_seeds(report_dirs, seeds, control)
+    replicates = matched_replicates(seeds)
     result = {
         "seeds": [str(d) for d in report_dirs],
         "base": seeds[0]["base"]["path"],
         "control": control,
         "checkpoints": checkpoint_means(seeds),
-        "matched": matched_over_seeds(seeds),
-        "differences": differences(seeds, control),
+        "matched": matched_over_seeds(seeds, replicates),
+        "differences": differences(seeds, control, replicates),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,19 +184,41 @@ def _seed_values(seeds: list[dict], run: str, point: str) -> list[float | None]:
     return values
 
 
-def matched_over_seeds(seeds: list[dict]) -> dict:
-    """Per run and matched point: the mean over the seeds that reach it, its 95% CI over those
-    seeds (`bootstrap_ci`), and `reached` (k of n seeds); at the first peak also the mean
+def matched_replicates(seeds: list[dict]) -> dict | None:
+    """`bootstrap_matched` over the seeds' per-item flags: `{run: {point: [n_boot, n_seeds]}}`;
+    None without a curve (no `train` split, or no item the base answers correctly)."""
+    base = seeds[0]["base"]
+    base_items = base["items"]["suites"]
+    n_kept = sum(int(flags_array(t).sum()) for t in base_items.values())
+    if "train" not in base["memorization"] or n_kept == 0:
+        return None
+    base_train = flags_array(base["items"]["memorization"]["train"])
+
+    def curve(m: dict, run: str) -> Curve:
+        mine = [c for c in m["checkpoints"] if c["run"] == run]
+        train = [base_train] + [flags_array(c["items"]["memorization"]["train"]) for c in mine]
+        kept = [np.ones(n_kept)]
+        kept += [np.concatenate(list(kept_items(c["items"]["suites"], base_items).values()))
+                 for c in mine]  # fmt: skip
+        return Curve(np.stack(train), np.stack(kept), m["runs"][run]["tolerance"])
+
+    return bootstrap_matched([{run: curve(m, run) for run in m["runs"]} for m in seeds])
+
+
+def matched_over_seeds(seeds: list[dict], replicates: dict | None) -> dict:
+    """Per run and matched point: the mean over the seeds that reach it, its 95% CI over seeds x
+    items (`replicate_ci`), and `reached` (k of n seeds); at the first peak also the mean
     training accuracy there. `{run: {point: {"mean", "lo", "hi", "reached"} }}`, mean None when
     no seed reaches it."""
     out: dict = {}
     for run in seeds[0]["runs"]:
         out[run] = {}
-        for point in POINTS:
+        for point in MATCHED_POINTS:
             values = [v for v in _seed_values(seeds, run, point) if v is not None]
             cell = {"mean": None, "lo": None, "hi": None, "reached": len(values)}
             if values:
-                cell.update(zip(("mean", "lo", "hi"), bootstrap_ci(values), strict=True))
+                ci = replicate_ci(replicates[run][point])
+                cell.update(mean=float(np.mean(values)), lo=ci[0], hi=ci[1])
             if point == "first_peak" and values:
                 peaks = [m["runs"][run]["matched"]["first_peak"]["train"] for m in seeds]
                 cell["train"] = float(np.mean(peaks))
@@ -202,28 +226,25 @@ def matched_over_seeds(seeds: list[dict]) -> dict:
     return out
 
 
-def differences(seeds: list[dict], control: str) -> dict:
-    """Per run other than `control`, at each matched point: run - control paired by seed over
-    the seeds where both reach it (`paired_difference`: mean, 95% CI, sign-flip p, n); None
-    when no seed has both."""
+def differences(seeds: list[dict], control: str, replicates: dict | None) -> dict:
+    """Per run other than `control`, at each matched point: run - control over the seeds where
+    both reach it: the mean, its 95% CI from the paired replicates (seeds x items, the same draws
+    for both runs), the exact sign-flip p over the seeds' differences and n (seeds); None when
+    no seed has both."""
     out: dict = {}
     for run in seeds[0]["runs"]:
         if run == control:
             continue
         out[run] = {}
-        for point in POINTS:
-            pairs = [
-                (t, c)
-                for t, c in zip(
-                    _seed_values(seeds, run, point),
-                    _seed_values(seeds, control, point),
-                    strict=True,
-                )
-                if t is not None and c is not None
-            ]
+        for point in MATCHED_POINTS:
+            pairs = zip(_seed_values(seeds, run, point), _seed_values(seeds, control, point),
+                        strict=True)  # fmt: skip
+            d = [t - c for t, c in pairs if t is not None and c is not None]
             out[run][point] = None
-            if pairs:
-                out[run][point] = paired_difference(*zip(*pairs, strict=True))._asdict()
+            if d:
+                ci = replicate_ci(replicates[run][point] - replicates[control][point])
+                out[run][point] = {"mean": float(np.mean(d)), "lo": ci[0], "hi": ci[1],
+                                   "p": sign_flip_p(d), "n": len(d)}  # fmt: skip
     return out
 
 
@@ -258,22 +279,28 @@ def render_compare(r: dict) -> str:
     lines += [
         f"## Retention at matched training accuracy ({n} seeds)",
         "",
-        "Mean over the seeds whose curve reaches the accuracy (k/n); CI over those seeds "
-        "(their spread only; each seed's item CI is in its own report).",
+        "Mean over the seeds whose curve reaches the accuracy (k/n); CI over seeds x items: each "
+        "bootstrap replicate redraws the seeds, then their training questions and retention "
+        "items, and finds the crossing (or first peak) again on the redrawn curve.",
         "",
     ]
-    body = [[run] + [_reached(m[p], n, p) for p in POINTS] for run, m in r["matched"].items()]
+    body = [
+        [run] + [_reached(m[p], n, p) for p in MATCHED_POINTS] for run, m in r["matched"].items()
+    ]
     lines += _table(header, body)
     if r["differences"]:
         lines += [
             f"## Run − {r['control']} ({n} seeds, paired by seed)",
             "",
-            "Retention difference in points; CI: bootstrap over the seeds' differences; p: exact "
+            "Retention difference in points; CI: the paired bootstrap over seeds x items (both runs "
+            "redrawn with the same seeds and items); p: exact "
             f"two-sided sign-flip test (with {n} seeds the smallest possible p is "
             f"{2 / 2**n:.3g}); n: seeds where both runs reach the point.",
             "",
         ]
-        body = [[run] + [_diff(d[p]) for p in POINTS] for run, d in r["differences"].items()]
+        body = [
+            [run] + [_diff(d[p]) for p in MATCHED_POINTS] for run, d in r["differences"].items()
+        ]
         lines += _table(header, body)
     if any("lost" in c for c in ckpts):
         lines += [f"## Lost items by cause (mean count over {n} seeds)", ""]

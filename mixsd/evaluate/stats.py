@@ -15,6 +15,8 @@ import numpy as np
 from mixsd.errors import MixsdError
 
 MATCHED_ACCURACIES = (0.5, 0.8, 0.9)  # the training accuracies at which retention is compared
+# keys of a run's matched values: each accuracy, and the authors' first peak
+MATCHED_POINTS = (*(str(a) for a in MATCHED_ACCURACIES), "first_peak")
 _TAILS = (2.5, 97.5)  # percentiles of a 95% interval
 
 # Points (of 100) the checkpoint after a new maximum must fall for that maximum to be the first
@@ -108,16 +110,6 @@ def authors_first_peak(values: list[float], tolerance: float) -> int:
     return len(values) - 1
 
 
-class Paired(NamedTuple):
-    """A paired difference over seeds: its mean, 95% bootstrap interval, sign-flip p, seeds."""
-
-    mean: float
-    lo: float
-    hi: float
-    p: float
-    n: int
-
-
 def sign_flip_p(differences) -> float:
     """Exact two-sided sign-flip permutation p-value of the mean of paired `differences` [n].
 
@@ -136,20 +128,72 @@ def sign_flip_p(differences) -> float:
     return float(np.mean(means >= abs(d.mean()) - 1e-12))
 
 
-def paired_difference(treatment, control, n_boot: int = 2000, seed: int = 0) -> Paired:
-    """Treatment - control (e.g. MixSD - SFT) over seeds at one matched point.
+class Curve(NamedTuple):
+    """One run's per-item flags over its curve in one seed, the base first (checkpoint order).
 
-    treatment, control: one value per seed [n_seeds], paired by seed (same seed, same facts).
-    The caller leaves out seeds where either is None ("not reached") and reports how many. The
-    interval bootstraps the seeds' differences; with 3 seeds it has few distinct resamples and
-    is narrower than the truth, hence the exact sign-flip p (`sign_flip_p`) beside it.
+    train: [n_points, n_train] 0/1 closed-book answers to the training questions;
+    kept: [n_points, n_kept] 0/1 on the suite items the base answers correctly (base row all 1);
+    tolerance: the run's first-peak tolerance in points (None: no first peak).
     """
-    t, c = np.asarray(treatment, dtype=float), np.asarray(control, dtype=float)
-    if t.shape != c.shape:
-        raise MixsdError(f"paired values differ in shape: {t.shape} vs {c.shape}")
-    d = t - c
-    mean, lo, hi = bootstrap_ci(d, n_boot, seed)
-    return Paired(mean, lo, hi, sign_flip_p(d), d.size)
+
+    train: np.ndarray
+    kept: np.ndarray
+    tolerance: float | None
+
+
+def matched_value(acc: np.ndarray, ret: np.ndarray, point: str, tolerance) -> float | None:
+    """A curve's retention at a matched point: `retention_at` a training accuracy ("0.8"), or at
+    the authors' first peak ("first_peak"). acc, ret: [n_points], the base first."""
+    if point != "first_peak":
+        return retention_at(list(zip(acc, ret, strict=True)), float(point))
+    if tolerance is None or len(acc) < 3:  # a first peak needs a run with several checkpoints
+        return None
+    return float(ret[1 + authors_first_peak(list(100 * acc[1:]), tolerance)])
+
+
+def bootstrap_matched(seeds: list[dict[str, Curve]], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Bootstrap replicates of every run's retention at every matched point, over seeds x items.
+
+    seeds: per seed, `{run: Curve}` (the same runs, facts and suite items in every seed).
+    Each replicate draws n_seeds seeds with replacement, then, within each drawn seed, its
+    training questions and its retention items with replacement, recomputes each run's curve
+    and reads the matched points off it (a fresh crossing, a fresh first peak). Every run of a
+    replicate gets the same draws, so runs stay paired by seed and by item and a difference of
+    two runs' replicates is the paired bootstrap of their difference. Returns
+    `{run: {point: [n_boot, n_seeds]}}`, NaN where the replicate's curve misses the point.
+    """
+    rng = np.random.default_rng(seed)
+    n_seeds, runs = len(seeds), list(seeds[0])
+    out = {run: {p: np.full((n_boot, n_seeds), np.nan) for p in MATCHED_POINTS} for run in runs}
+    picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    for slot in range(n_seeds):
+        for s, curves in enumerate(seeds):
+            rows = np.flatnonzero(picks[:, slot] == s)  # the replicates drawing seed s here
+            first = next(iter(curves.values()))
+            n_train, n_kept = first.train.shape[1], first.kept.shape[1]
+            ti = rng.integers(0, n_train, size=(rows.size, n_train))
+            ki = rng.integers(0, n_kept, size=(rows.size, n_kept))
+            for run, c in curves.items():
+                acc = c.train[:, ti].mean(axis=-1)  # [n_points, rows]
+                ret = c.kept[:, ki].mean(axis=-1)
+                for r, b in enumerate(rows):
+                    for p in MATCHED_POINTS:
+                        v = matched_value(acc[:, r], ret[:, r], p, c.tolerance)
+                        out[run][p][b, slot] = np.nan if v is None else v
+    return out
+
+
+def replicate_ci(replicates: np.ndarray) -> tuple[float, float] | None:
+    """The 95% percentile interval of the mean over seeds, from `bootstrap_matched` replicates
+    [n_boot, n_seeds] (or a difference of two runs' replicates): each replicate averages the
+    seeds that reach the point; a replicate where none does is left out. None: none reach."""
+    reached = ~np.isnan(replicates)
+    keep = reached.any(axis=1)
+    if not keep.any():
+        return None
+    means = np.nansum(replicates[keep], axis=1) / reached[keep].sum(axis=1)
+    lo, hi = np.percentile(means, _TAILS)
+    return float(lo), float(hi)
 
 
 def curves(metrics: dict) -> dict[str, list[tuple[float, float]]]:

@@ -11,7 +11,6 @@ from handmade_metrics import metrics as handmade
 
 from mixsd.errors import MixsdError
 from mixsd.evaluate.compare import compare
-from mixsd.evaluate.stats import paired_difference
 
 
 def _sft(e1: tuple[str, str], e2: tuple[str, str]) -> list[dict]:
@@ -57,8 +56,8 @@ def test_compare_over_three_seeds(tmp_path):
     d = r["differences"]["mixsd-0.3"]["0.5"]
     diffs = [11 / 12 - s for s in SFT_AT_50]
     assert d["mean"] == pytest.approx(11 / 12 - 10.8 / 18)  # = 0.31667
-    assert d == pytest.approx(paired_difference([11 / 12] * 3, SFT_AT_50)._asdict())
-    assert min(diffs) - 1e-9 <= d["lo"] <= d["mean"] <= d["hi"] <= max(diffs) + 1e-9
+    # the CI redraws seeds and items: wider than the seeds' spread, around the mean
+    assert d["lo"] < min(diffs) and max(diffs) < d["hi"]
     assert (d["p"], d["n"]) == (0.25, 3)  # three positive differences: the smallest p of 3 seeds
     assert "sft" not in r["differences"]
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from mixsd.errors import MixsdError
 from mixsd.evaluate.stats import (
+    Curve,
     authors_first_peak,
     bootstrap_ci,
     bootstrap_ci_seeds,
+    bootstrap_matched,
     curves,
-    paired_difference,
+    matched_value,
     peak_tolerance,
+    replicate_ci,
     retention_at,
     sign_flip_p,
 )
@@ -132,13 +136,60 @@ def test_sign_flip_p_counts_patterns_exactly(differences, p):
     assert sign_flip_p(differences) == pytest.approx(p)
 
 
-def test_paired_difference_over_seeds():
-    result = paired_difference([0.8, 0.9, 0.7], [0.6, 0.6, 0.6])  # differences 0.2, 0.3, 0.1
-    assert result.mean == pytest.approx(0.2)
-    assert 0.1 - 1e-12 <= result.lo < 0.2 < result.hi <= 0.3 + 1e-12
-    assert (result.p, result.n) == (0.25, 3)
-    with pytest.raises(MixsdError, match="differ in shape"):
-        paired_difference([0.8, 0.9], [0.6, 0.6, 0.6])
+def _curve(train: list[int], kept: list[int], n_train=20, n_kept=100, tolerance=0.0) -> Curve:
+    """A curve of whole-item flags: train[i] of n_train questions right and kept[i] of n_kept
+    items kept at point i (the base first)."""
+    return Curve(
+        np.array([_flags(n_train, k) for k in train]),
+        np.array([_flags(n_kept, k) for k in kept]),
+        tolerance,
+    )
+
+
+def test_matched_value_reads_crossings_and_the_first_peak():
+    acc, ret = np.array([0.0, 0.4, 0.9, 0.8]), np.array([1.0, 0.8, 0.6, 0.5])
+    assert matched_value(acc, ret, "0.5", 0.0) == pytest.approx(0.8 - 0.2 * 0.2)  # 1/5 of the way
+    assert matched_value(acc, ret, "0.9", 0.0) == pytest.approx(0.6)
+    assert matched_value(acc, ret, "0.95", 0.0) is None
+    assert matched_value(acc, ret, "first_peak", 0.0) == 0.6  # epoch-2: 90, then 80
+    assert matched_value(acc, ret, "first_peak", 20.0) == 0.5  # a 10-point fall is no peak at 20
+    assert matched_value(acc, ret, "first_peak", None) is None  # no run kind: no first peak
+    assert matched_value(acc[:2], ret[:2], "first_peak", 0.0) is None  # one checkpoint
+
+
+def test_bootstrap_matched_keeps_runs_paired_by_seed_and_item():
+    """Two runs with the same flags differ by exactly 0 in every replicate (same draws), and the
+    replicates of one run centre on its observed value."""
+    seeds = [
+        {"a": _curve([0, 8, 16, 20], [100, 80, 70, 60]), "b": _curve([0, 8, 16, 20], [100, 80, 70, 60])},
+        {"a": _curve([0, 6, 18, 20], [100, 85, 75, 65]), "b": _curve([0, 6, 18, 20], [100, 85, 75, 65])},
+    ]  # fmt: skip
+    reps = bootstrap_matched(seeds, n_boot=500)
+    assert reps["a"]["0.5"].shape == (500, 2)
+    for point in ("0.5", "0.8", "first_peak"):
+        assert np.array_equal(reps["a"][point], reps["b"][point], equal_nan=True)
+        assert replicate_ci(reps["a"][point] - reps["b"][point]) == (0.0, 0.0)
+    # observed at 50%: seed 1 at 0.8 - (0.1/0.4) * 0.1 = 0.775, seed 2 0.85 - (0.2/0.6) * 0.1
+    observed = (0.775 + 0.85 - 0.1 / 30) / 2
+    lo, hi = replicate_ci(reps["a"]["0.5"])
+    assert lo < observed < hi and hi - lo < 0.2
+
+
+def test_paired_bootstrap_ci_of_a_known_item_difference():
+    """Run a keeps the same 10 of 100 items more than b at every point, one seed: wherever the
+    crossing falls, the paired difference is 0.1, and its CI is that of the mean of 100 paired item
+    differences in {0, 1} with p = 0.1: sd sqrt(0.1 * 0.9 / 100) = 0.03, so about ±0.059."""
+    a = _curve([0, 10, 20], [100, 70, 70])
+    b = Curve(a.train, np.array([_flags(100, k) for k in (100, 60, 60)]), 0.0)
+    reps = bootstrap_matched([{"a": a, "b": b}], n_boot=4000)
+    lo, hi = replicate_ci(reps["a"]["0.9"] - reps["b"]["0.9"])
+    assert 0.1 - 0.075 < lo < 0.1 - 0.045 and 0.1 + 0.045 < hi < 0.1 + 0.075
+
+
+def test_replicate_ci_leaves_out_replicates_that_miss_the_point():
+    reps = np.array([[np.nan, np.nan], [0.5, np.nan], [0.7, 0.9]])  # means: -, 0.5, 0.8
+    assert replicate_ci(reps) == pytest.approx(tuple(np.percentile([0.5, 0.8], [2.5, 97.5])))
+    assert replicate_ci(np.full((3, 2), np.nan)) is None
 
 
 def test_curves_from_metrics_put_the_base_first():
