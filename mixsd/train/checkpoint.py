@@ -171,7 +171,9 @@ def link_dir(src: Path, out: Path) -> None:
 
 def trim_metrics(path: Path, step: int) -> None:
     """Drop metric lines past `step` (written after the checkpoint a resumed run starts from) and
-    any line that does not parse (a kill during its write leaves it partial)."""
+    any line that does not parse (a kill during its write leaves it partial). At step 0 (no
+    checkpoint: a killed run without resume state starts over) every line goes, its data line
+    included, so the file never holds two runs' lines."""
     if not path.is_file():
         return
     keep = []
@@ -180,6 +182,6 @@ def trim_metrics(path: Path, step: int) -> None:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and record.get("step", 0) <= step:
+        if step > 0 and isinstance(record, dict) and record.get("step", 0) <= step:
             keep.append(line)
     write_atomic(path, "".join(line + "\n" for line in keep))

@@ -125,6 +125,17 @@ def test_no_save_state_writes_no_checkpoint_and_the_same_weights(tiny_model_dir,
         _cfg(tiny_model_dir, [str(sft_set)], tmp_path / "c", save_state=False, save_every=2)
 
 
+def test_a_killed_run_without_resume_state_starts_over_with_one_data_line(
+    tiny_model_dir, sft_set, tmp_path
+):
+    cfg = _cfg(tiny_model_dir, [str(sft_set)], tmp_path / "run", steps=3, save_state=False)
+    run(cfg, stop_after=2)  # killed after 2 steps: nothing to resume from
+    run(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x.get("event") for x in lines].count("data") == 1
+    assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3]
+
+
 def test_references_share_is_warned_and_recorded(tiny_model_dir, tiny_tokenizer, tmp_path, capsys):
     """3 of 16 λ rows (ids 4, 9, 14) train on their references: one warning line at start, the
     share in the run's metrics."""
@@ -211,6 +222,8 @@ def test_trim_metrics_drops_later_steps_and_a_partial_line(tmp_path):
     assert [json.loads(x) for x in path.read_text().splitlines()] == lines
     trim_metrics(path, 1)
     assert [json.loads(x) for x in path.read_text().splitlines()] == lines[:2]
+    trim_metrics(path, 0)  # starting over (no checkpoint): the old run's lines all go
+    assert path.read_text() == ""
 
 
 def test_accumulation_gives_the_same_update(tiny_model_dir, mixsd_set, tmp_path):
