@@ -99,7 +99,7 @@ def check_seeds(dirs: list, seeds: list[dict], control: str) -> None:
             )
         if m["base"]["items"] != first["base"]["items"]:
             raise MixsdError(
-                f"{d}: the base's answers differ from {ref}'s (other suites, --limit, dtype or "
+                f"{d}: the base's answers differ from {ref}'s (other facts, suites, --limit, dtype or "
                 "batch size?): evaluate every seed the same way"
             )
         for run in runs:
