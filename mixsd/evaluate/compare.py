@@ -21,13 +21,12 @@ from mixsd.evaluate.plots import plot_kl, plot_tradeoff_seeds
 from mixsd.evaluate.stats import (
     MATCHED_ACCURACIES,
     MATCHED_POINTS,
-    Curve,
     bootstrap_ci_seeds,
     bootstrap_matched,
     replicate_ci,
     sign_flip_p,
 )
-from mixsd.evaluate.tradeoff import flags_array, kept_items
+from mixsd.evaluate.tradeoff import flags_array, kept_items, run_curve
 from mixsd.io import write_atomic
 from mixsd.outputs import check_output
 
@@ -185,24 +184,17 @@ def _seed_values(seeds: list[dict], run: str, point: str) -> list[float | None]:
 
 
 def matched_replicates(seeds: list[dict]) -> dict | None:
-    """`bootstrap_matched` over the seeds' per-item flags: `{run: {point: [n_boot, n_seeds]}}`;
-    None without a curve (no `train` split, or no item the base answers correctly)."""
-    base = seeds[0]["base"]
-    base_items = base["items"]["suites"]
-    n_kept = sum(int(flags_array(t).sum()) for t in base_items.values())
-    if "train" not in base["memorization"] or n_kept == 0:
+    """`bootstrap_matched` over the seeds' per-item flags (`run_curve`): `{run: {point: [n_boot,
+    n_seeds]}}`; None without a curve (no `train` split, or no item the base answers correctly)."""
+    base = seeds[0]["base"]  # the same in every seed (check_seeds)
+    curves = [
+        {run: run_curve(base, [c for c in m["checkpoints"] if c["run"] == run], r["tolerance"])
+         for run, r in m["runs"].items()}
+        for m in seeds
+    ]  # fmt: skip
+    if any(c is None for c in curves[0].values()):
         return None
-    base_train = flags_array(base["items"]["memorization"]["train"])
-
-    def curve(m: dict, run: str) -> Curve:
-        mine = [c for c in m["checkpoints"] if c["run"] == run]
-        train = [base_train] + [flags_array(c["items"]["memorization"]["train"]) for c in mine]
-        kept = [np.ones(n_kept)]
-        kept += [np.concatenate(list(kept_items(c["items"]["suites"], base_items).values()))
-                 for c in mine]  # fmt: skip
-        return Curve(np.stack(train), np.stack(kept), m["runs"][run]["tolerance"])
-
-    return bootstrap_matched([{run: curve(m, run) for run in m["runs"]} for m in seeds])
+    return bootstrap_matched(curves)
 
 
 def matched_over_seeds(seeds: list[dict], replicates: dict | None) -> dict:

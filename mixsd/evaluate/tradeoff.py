@@ -16,6 +16,7 @@ import yaml
 from mixsd.errors import MixsdError
 from mixsd.evaluate.stats import (
     MATCHED_ACCURACIES,
+    Curve,
     authors_first_peak,
     bootstrap_ci,
     peak_tolerance,
@@ -121,25 +122,34 @@ def summarize_runs(base: dict, rows: list[dict], kinds: dict[str, str | None]) -
     return out
 
 
+def run_curve(base: dict, mine: list[dict], tolerance: float | None) -> Curve | None:
+    """A run's per-item flags along its curve, the base first (`Curve`): the training questions
+    and the pooled suite items the base answers correctly (the base keeps all of them).
+    mine: the run's entries of `metrics.json` in training order. None without a curve (no
+    `train` split, or no item the base answers correctly)."""
+    base_items = base["items"]["suites"]
+    kept = [np.concatenate([np.zeros(0), *kept_items(c["items"]["suites"], base_items).values()])
+            for c in [base, *mine]]  # fmt: skip
+    if "train" not in base["memorization"] or kept[0].size == 0:
+        return None
+    train = [flags_array(c["items"]["memorization"]["train"]) for c in [base, *mine]]
+    return Curve(np.stack(train), np.stack(kept), tolerance)
+
+
 def _matched(base: dict, mine: list[dict], peak: dict | None) -> dict:
     """`{"0.5": with_ci | None, ..., "first_peak": {"train", "retention"} | None}`; {} when the
-    run has no curve (no `train` split, or no item the base answers correctly)."""
-    base_items = base["items"]["suites"]
-    n_kept = sum(int(flags_array(t).sum()) for t in base_items.values())
-    if "train" not in base["memorization"] or n_kept == 0:
+    run has no curve (`run_curve`)."""
+    curve = run_curve(base, mine, None)
+    if curve is None:
         return {}
-
-    def pooled(c: dict) -> np.ndarray:
-        return np.concatenate(list(kept_items(c["items"]["suites"], base_items).values()))
-
     # retention_at is linear in the retentions: given per-item arrays it interpolates item-wise
-    curve = [(base["memorization"]["train"], np.ones(n_kept))]
-    curve += [(c["memorization"]["train"], pooled(c)) for c in mine]
+    points = list(zip(curve.train.mean(axis=1), curve.kept, strict=True))
     out: dict = {}
     for a in MATCHED_ACCURACIES:
-        values = retention_at(curve, a)
+        values = retention_at(points, a)
         out[str(a)] = None if values is None else with_ci(values)
     out["first_peak"] = None
     if peak is not None:
-        out["first_peak"] = {"train": peak["memorization"]["train"], **with_ci(pooled(peak))}
+        kept = curve.kept[1 + mine.index(peak)]
+        out["first_peak"] = {"train": peak["memorization"]["train"], **with_ci(kept)}
     return out
